@@ -1,0 +1,165 @@
+use serde_json::Value;
+
+use super::{Context, exit_codes, read_value};
+use crate::append::{Action, Expect, Request, append};
+use crate::exit_code::ExitCode;
+use crate::{DocId, Error, Result, json, patch, state};
+
+/// Append one event to a document and print the stored event as one JSON line.
+///
+/// The event is durable (fsynced) before it is printed. --type can be left out: --data means
+/// create, --patch or --set mean update. A refused request writes nothing.
+#[derive(clap::Args, Debug)]
+#[command(after_help = concat!("Examples:
+  eventdir append order:42 --data '{\"status\":\"open\",\"qty\":1}'
+  eventdir append order:42 --set status=paid --set /items/0/qty=2 --expect 0
+  eventdir append order:42 --patch '[{\"op\":\"remove\",\"path\":\"/qty\"}]'
+  eventdir append order:42 --type delete --meta '{\"actor\":\"alice\"}'
+  echo '{\"text\":\"hello\"}' | eventdir append note:1 --data -
+
+", exit_codes!()))]
+pub struct Args {
+    /// The document, TYPE:ID (e.g. order:42)
+    doc: String,
+
+    /// What the event does
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
+    kind: Option<Kind>,
+
+    /// The whole state of a new (or deleted) document, a JSON object; '-' reads stdin
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["patch", "set"])]
+    data: Option<String>,
+
+    /// An RFC 6902 JSON Patch to apply to the current state; '-' reads stdin
+    #[arg(long, value_name = "JSON", conflicts_with = "set")]
+    patch: Option<String>,
+
+    /// Set FIELD (a member name, or a JSON Pointer such as /a/b) to VALUE (JSON, or else taken
+    /// as a string); repeatable
+    #[arg(long, value_name = "FIELD=VALUE")]
+    set: Vec<String>,
+
+    /// Append only if the document's last seq is N; 'none': only if it has no events
+    #[arg(long, value_name = "N|none|any", default_value = "any")]
+    expect: String,
+
+    /// A JSON object stored with the event: actor, correlation id, domain event name...
+    #[arg(long, value_name = "JSON")]
+    meta: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Start the document (or restart a deleted one) with --data
+    Create,
+    /// Change the document with --patch or --set
+    Update,
+    /// Mark the document deleted; its history stays
+    Delete,
+}
+
+pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
+    let folder = context.open()?;
+    let request = resolve(&args, folder.max_event_bytes())?;
+    let appended = append(&folder, &request)?;
+    if let Some(bytes) = appended.repaired_tail {
+        eprintln!(
+            "eventdir: {}: removed a torn tail of {bytes} bytes left by an append that never finished",
+            request.doc
+        );
+    }
+    let mut out = super::output::Output::new();
+    out.line(&appended.event.line)?;
+    out.flush()?;
+    Ok(ExitCode::Success)
+}
+
+/// Turns the arguments into a validated request, before any file is touched.
+fn resolve(args: &Args, limit: usize) -> Result<Request> {
+    let doc = DocId::parse_writable(&args.doc)?;
+    let expect = Expect::parse(&args.expect)?;
+    let meta = args
+        .meta
+        .as_deref()
+        .map(|text| {
+            let meta = json::parse_strict(&read_value(text, "--meta", limit)?, "--meta")?;
+            if !meta.is_object() {
+                return Err(Error::input("--meta", "must be a JSON object"));
+            }
+            Ok(meta)
+        })
+        .transpose()?;
+    let kind = match (args.kind, &args.data, &args.patch, args.set.is_empty()) {
+        (Some(kind), ..) => kind,
+        (None, Some(_), _, _) => Kind::Create,
+        (None, None, Some(_), _) | (None, None, None, false) => Kind::Update,
+        (None, None, None, true) => {
+            return Err(Error::input(
+                "append",
+                "nothing to append: give --data, --patch, --set or --type delete",
+            ));
+        }
+    };
+    let action = match kind {
+        Kind::Create => {
+            let text = args
+                .data
+                .as_deref()
+                .ok_or_else(|| Error::input("--type create", "needs --data"))?;
+            let data = json::parse_strict(&read_value(text, "--data", limit)?, "--data")?;
+            state::check_new_state(&data, "--data")?;
+            Action::Create(data)
+        }
+        Kind::Update => {
+            let patch = match &args.patch {
+                Some(text) => {
+                    let value =
+                        json::parse_strict(&read_value(text, "--patch", limit)?, "--patch")?;
+                    patch::parse(value, "--patch")?
+                }
+                None if !args.set.is_empty() => patch::from_sets(&parse_sets(&args.set)?)?,
+                None => return Err(Error::input("--type update", "needs --patch or --set")),
+            };
+            Action::Update(patch)
+        }
+        Kind::Delete => {
+            if args.data.is_some() || args.patch.is_some() || !args.set.is_empty() {
+                return Err(Error::input(
+                    "--type delete",
+                    "takes no --data, --patch or --set",
+                ));
+            }
+            Action::Delete
+        }
+    };
+    if kind != Kind::Create && args.data.is_some() {
+        return Err(Error::input(
+            "--data",
+            "only goes with --type create (use --patch or --set to update)",
+        ));
+    }
+    Ok(Request {
+        doc,
+        action,
+        expect,
+        meta,
+    })
+}
+
+/// Parses `FIELD=VALUE` pairs; VALUE is JSON when it parses as JSON, else a string.
+fn parse_sets(sets: &[String]) -> Result<Vec<(String, Value)>> {
+    sets.iter()
+        .map(|set| {
+            let (field, value) = set
+                .split_once('=')
+                .ok_or_else(|| Error::input("--set", format!("{set:?} is not FIELD=VALUE")))?;
+            if field.is_empty() {
+                return Err(Error::input("--set", format!("{set:?} has an empty FIELD")));
+            }
+            let value = json::parse_strict(value.as_bytes(), "--set VALUE")
+                .unwrap_or_else(|_| Value::String(value.to_string()));
+            json::check_depth(&value, "--set VALUE")?;
+            Ok((field.to_string(), value))
+        })
+        .collect()
+}

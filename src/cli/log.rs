@@ -1,0 +1,74 @@
+use super::{Context, exit_codes};
+use crate::exit_code::ExitCode;
+use crate::stream::StreamReader;
+use crate::{DocId, Error, Result, time};
+
+/// Print a document's stored events, one per line, exactly as stored.
+///
+/// Every event is checked against the hash chain as it is read. The filters are inclusive and
+/// can be combined; timestamps never decrease within a stream.
+#[derive(clap::Args, Debug)]
+#[command(after_help = concat!("Examples:
+  eventdir log order:42
+  eventdir log order:42 --from 3 --to 5
+  eventdir log order:42 --since 2026-11-23T00:00:00Z | jq -c .data
+
+", exit_codes!()))]
+pub struct Args {
+    /// The document, TYPE:ID
+    doc: String,
+    /// The first seq to print
+    #[arg(long, value_name = "SEQ")]
+    from: Option<u64>,
+    /// The last seq to print
+    #[arg(long, value_name = "SEQ")]
+    to: Option<u64>,
+    /// Only events at or after this RFC 3339 time
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only events at or before this RFC 3339 time
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+}
+
+pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
+    let doc = DocId::parse(&args.doc)?;
+    let since = args
+        .since
+        .as_deref()
+        .map(|t| time::parse(t, "--since"))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|t| time::parse(t, "--until"))
+        .transpose()?;
+    let folder = context.open()?;
+    let reader = StreamReader::open(&folder, &doc)?.ok_or_else(|| Error::NotFound {
+        doc: doc.to_string(),
+    })?;
+    let mut out = super::output::Output::new();
+    let mut any = false;
+    for event in reader {
+        let event = event?;
+        any = true;
+        if args.to.is_some_and(|to| event.seq > to)
+            || until.as_ref().is_some_and(|u| &event.timestamp > u)
+        {
+            break;
+        }
+        if args.from.is_some_and(|from| event.seq < from)
+            || since.as_ref().is_some_and(|s| &event.timestamp < s)
+        {
+            continue;
+        }
+        out.line(&event.line)?;
+    }
+    out.flush()?;
+    if !any {
+        return Err(Error::NotFound {
+            doc: doc.to_string(),
+        });
+    }
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,237 @@
+//! The one seam through which eventdir writes: opening stream files, locks, appends with
+//! rollback, fsync of files and directories, atomic file replacement. Durability is reasoned
+//! about here and nowhere else.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// Opens an existing file for reading without following a symlink in its last component.
+/// Returns `None` when the file does not exist.
+pub fn open_read(path: &Path) -> Result<Option<File>> {
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(refusal(path, e)),
+    }
+}
+
+/// A stream file opened for appending, locked exclusively.
+pub struct LockedStream {
+    pub file: File,
+    /// Whether this call created the file (and so may remove it again if its first append
+    /// fails).
+    pub created_file: bool,
+    /// Directories this call created, outermost first.
+    pub created_dirs: Vec<PathBuf>,
+}
+
+/// Opens a stream file for appending, creating it and its directories (below `root`) when
+/// missing, and takes its exclusive lock. Never follows a symlink. After the lock is taken the
+/// file is checked to still have a name: a writer whose new stream failed unlinks it under the
+/// lock, and whoever waited on that lock opens the path again.
+pub fn open_locked(root: &Path, path: &Path) -> Result<LockedStream> {
+    loop {
+        let mut options = OpenOptions::new();
+        options
+            .read(true)
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW);
+        let (file, created_file, created_dirs) = match options.open(path) {
+            Ok(file) => (file, false, Vec::new()),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(refusal(path, e)),
+            Err(_) => {
+                let parent = path.parent().expect("a stream file has a directory");
+                let created_dirs = create_dirs(root, parent)?;
+                match options.create_new(true).mode(0o644).open(path) {
+                    Ok(file) => (file, true, created_dirs),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::AlreadyExists | io::ErrorKind::NotFound
+                        ) =>
+                    {
+                        continue;
+                    }
+                    Err(e) => return Err(refusal(path, e)),
+                }
+            }
+        };
+        lock_exclusive(&file, path)?;
+        if still_linked(&file, path)? {
+            return Ok(LockedStream {
+                file,
+                created_file,
+                created_dirs,
+            });
+        }
+    }
+}
+
+/// Whether `file` is still the file at `path` (not unlinked or replaced since it was opened).
+fn still_linked(file: &File, path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file.metadata().map_err(Error::io("inspect", path))?;
+    match fs::symlink_metadata(path) {
+        Ok(named) => Ok(open.nlink() > 0 && open.ino() == named.ino() && open.dev() == named.dev()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("inspect", path)(e)),
+    }
+}
+
+/// Undoes the creation of a stream whose first append failed: unlinks the (empty) file while
+/// its lock is held, then removes the directories created for it, if still empty.
+pub fn remove_new_stream(stream: &LockedStream, path: &Path) {
+    if stream.file.metadata().map(|m| m.len()).unwrap_or(1) != 0 {
+        return;
+    }
+    if fs::remove_file(path).is_ok() {
+        for dir in stream.created_dirs.iter().rev() {
+            if fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
+        let top = stream
+            .created_dirs
+            .first()
+            .map(PathBuf::as_path)
+            .unwrap_or(path);
+        if let Some(parent) = top.parent() {
+            let _ = sync_dir(parent);
+        }
+    }
+}
+
+/// Creates `dir` and its missing parents below `root`, fsyncing each parent whose entries
+/// changed, and refuses a symlink on the way. Returns the directories it created.
+pub fn create_dirs(root: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
+    let relative = dir
+        .strip_prefix(root)
+        .expect("directories are created inside the folder");
+    let mut current = root.to_path_buf();
+    let mut created = Vec::new();
+    for part in relative.iter() {
+        let parent = current.clone();
+        current.push(part);
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.is_dir() => continue,
+            Ok(_) => {
+                return Err(Error::Io {
+                    action: "use",
+                    path: current,
+                    source: io::Error::other("expected a directory (symlinks are not followed)"),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("inspect", &current)(e)),
+        }
+        match fs::create_dir(&current) {
+            Ok(()) => {
+                sync_dir(&parent)?;
+                created.push(current.clone());
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("create directory", &current)(e)),
+        }
+    }
+    Ok(created)
+}
+
+fn refusal(path: &Path, e: io::Error) -> Error {
+    // O_NOFOLLOW makes open fail with ELOOP on a symlink.
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return Error::Io {
+            action: "open",
+            path: path.to_path_buf(),
+            source: io::Error::other("it is a symlink, which eventdir refuses to follow"),
+        };
+    }
+    Error::io("open", path)(e)
+}
+
+/// Takes the stream's exclusive advisory lock, waiting for it.
+pub fn lock_exclusive(file: &File, path: &Path) -> Result<()> {
+    file.lock().map_err(Error::io("lock", path))
+}
+
+/// Takes a shared advisory lock, waiting for it.
+pub fn lock_shared(file: &File, path: &Path) -> Result<()> {
+    file.lock_shared().map_err(Error::io("lock", path))
+}
+
+/// Appends `bytes` to `file`, whose length is `len`. A failed or short write truncates the file
+/// back to `len`, so a failed append leaves the stream exactly as it was.
+pub fn append_or_roll_back(file: &mut File, path: &Path, len: u64, bytes: &[u8]) -> Result<()> {
+    if let Err(e) = file.write_all(bytes) {
+        let _ = file.set_len(len);
+        let _ = file.sync_data();
+        return Err(Error::io("append to", path)(e));
+    }
+    Ok(())
+}
+
+/// Truncates `file` to `len` and makes that durable (used to drop a torn tail).
+pub fn truncate(file: &File, path: &Path, len: u64) -> Result<()> {
+    file.set_len(len).map_err(Error::io("truncate", path))?;
+    sync_file(file, path)
+}
+
+/// Makes the file's data durable. An fsync error is never retried: after one, the kernel may
+/// have dropped the dirty pages, so a second fsync could report success for lost data.
+pub fn sync_file(file: &File, path: &Path) -> Result<()> {
+    file.sync_data().map_err(Error::io("fsync", path))
+}
+
+/// Makes a directory's entries durable (a created, renamed or removed file).
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let handle = File::open(dir).map_err(Error::io("open directory", dir))?;
+    handle.sync_all().map_err(Error::io("fsync directory", dir))
+}
+
+/// Replaces `path` with `bytes` atomically: a temporary file beside it, renamed over it. With
+/// `durable`, the data and the rename are fsynced; derived files skip that because they are
+/// checked when read.
+pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+    let tmp = temporary_path(path);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(|e| refusal(&tmp, e))?;
+        file.write_all(bytes).map_err(Error::io("write", &tmp))?;
+        if durable {
+            sync_file(&file, &tmp)?;
+        }
+        fs::rename(&tmp, path).map_err(Error::io("rename into place", path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    if durable {
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    }
+    Ok(())
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().expect("a file path").to_os_string();
+    name.push(format!(".tmp{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`.
+pub fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<()> {
+    file.read_exact_at(buf, offset)
+        .map_err(Error::io("read", path))
+}

@@ -1,0 +1,24 @@
+//! eventdir keeps documents as hash-chained streams of immutable JSON events in a plain folder.
+//!
+//! The engine lives in this library; `src/cli` is a thin shell that turns command-line arguments
+//! into calls on it. The on-disk format is specified byte-exactly in FORMAT.md.
+
+pub mod append;
+pub mod cli;
+pub mod doc_id;
+pub mod error;
+pub mod event;
+pub mod exit_code;
+pub mod folder;
+pub mod io;
+pub mod json;
+pub mod patch;
+pub mod snapshot;
+pub mod state;
+pub mod stream;
+pub mod time;
+pub mod verify;
+
+pub use doc_id::DocId;
+pub use error::{Error, Result};
+pub use folder::Folder;

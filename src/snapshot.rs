@@ -1,0 +1,174 @@
+//! Snapshots: derived copies of a document's state after some event, kept under `cache/` so
+//! that reading the current state costs the events since the snapshot, not the whole stream.
+//! A snapshot is trusted only after checking it against the stream (the hash stored at its
+//! offset, and the chain of every later event); anything stale or damaged is ignored.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::event::{Hash, decode_hex};
+use crate::state::DocState;
+use crate::stream::{Position, StreamReader, stored_hash_before};
+use crate::{DocId, Error, Folder, Result, io as fsio};
+
+/// Write a new snapshot once this many events have been folded past the last one.
+pub const SNAPSHOT_EVERY: u64 = 64;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    version: u64,
+    doc: String,
+    seq: u64,
+    hash: String,
+    offset: u64,
+    timestamp: String,
+    schema: Option<u64>,
+    deleted: bool,
+    state_sha256: String,
+}
+
+/// The result of folding a stream to its end.
+pub struct Folded {
+    /// The state after the last complete event.
+    pub state: DocState,
+    /// How many events were folded (those after the snapshot, or all).
+    pub events_folded: u64,
+    /// Where the complete lines end.
+    pub end: Position,
+}
+
+/// Folds `doc`'s stream to its end. `None` when the document has no stream or no events.
+pub fn fold_to_end(folder: &Folder, doc: &DocId) -> Result<Option<Folded>> {
+    let path = folder.stream_path(doc);
+    let Some(file) = fsio::open_read(&path)? else {
+        return Ok(None);
+    };
+    fold_file(folder, doc, &file, path)
+}
+
+/// Folds the open stream `file` to its end, from a valid snapshot when there is one.
+pub fn fold_file(
+    folder: &Folder,
+    doc: &DocId,
+    file: &File,
+    path: PathBuf,
+) -> Result<Option<Folded>> {
+    if let Some((state, position)) = load(folder, doc, file, &path) {
+        // A snapshot that passed its checks but leads into a broken chain is not trusted: fold
+        // from the start, which names the real problem if there is one.
+        if let Ok(folded) = fold_from(folder, doc, file, path.clone(), Some(state), position) {
+            return Ok(folded);
+        }
+    }
+    fold_from(folder, doc, file, path, None, Position::start())
+}
+
+fn fold_from(
+    folder: &Folder,
+    doc: &DocId,
+    file: &File,
+    path: PathBuf,
+    mut state: Option<DocState>,
+    position: Position,
+) -> Result<Option<Folded>> {
+    let handle = file.try_clone().map_err(Error::io("read", &path))?;
+    let mut reader = StreamReader::at(
+        handle,
+        path,
+        doc.clone(),
+        folder.max_event_bytes(),
+        position,
+    )?;
+    let mut events_folded = 0;
+    while let Some(event) = reader.next_event()? {
+        state
+            .get_or_insert_with(DocState::empty)
+            .apply_from(&event, &reader, doc)?;
+        events_folded += 1;
+    }
+    Ok(state.map(|state| Folded {
+        state,
+        events_folded,
+        end: reader.position(),
+    }))
+}
+
+fn snapshot_path(folder: &Folder, doc: &DocId) -> PathBuf {
+    let mut path = folder
+        .cache_dir()
+        .join("snapshots")
+        .join(doc.relative_path());
+    path.set_extension("snapshot");
+    path
+}
+
+/// Reads and checks the snapshot of `doc`; `None` when there is none or it does not fit.
+fn load(
+    folder: &Folder,
+    doc: &DocId,
+    file: &File,
+    path: &std::path::Path,
+) -> Option<(DocState, Position)> {
+    let bytes = std::fs::read(snapshot_path(folder, doc)).ok()?;
+    let newline = bytes.iter().position(|&b| b == b'\n')?;
+    let header: Header = serde_json::from_slice(&bytes[..newline]).ok()?;
+    let body = bytes[newline + 1..].strip_suffix(b"\n")?;
+    let hash: Hash = decode_hex(&header.hash)?;
+    let body_digest: Hash = Sha256::digest(body).into();
+    if header.version != 1
+        || header.doc != doc.as_str()
+        || decode_hex::<32>(&header.state_sha256)? != body_digest
+    {
+        return None;
+    }
+    let len = file.metadata().ok()?.len();
+    if header.offset > len || stored_hash_before(file, path, header.offset).ok()? != hash {
+        return None;
+    }
+    let state: Value = serde_json::from_slice(body).ok()?;
+    let position = Position {
+        offset: header.offset,
+        line_no: header.seq + 1,
+        next_seq: header.seq + 1,
+        prev_hash: hash,
+        prev_timestamp: header.timestamp.clone(),
+    };
+    let state = DocState {
+        seq: header.seq,
+        hash,
+        timestamp: header.timestamp,
+        schema: header.schema,
+        deleted: header.deleted,
+        state,
+    };
+    Some((state, position))
+}
+
+/// Writes a snapshot of `state`, whose event ends at byte `offset` of the stream. Best effort:
+/// a snapshot is derived data, so failing to write one loses nothing.
+pub fn store(folder: &Folder, doc: &DocId, state: &DocState, offset: u64) {
+    let body = crate::json::canonical(&state.state);
+    let header = Header {
+        version: 1,
+        doc: doc.to_string(),
+        seq: state.seq,
+        hash: hex::encode(state.hash),
+        offset,
+        timestamp: state.timestamp.clone(),
+        schema: state.schema,
+        deleted: state.deleted,
+        state_sha256: hex::encode(Sha256::digest(body.as_bytes())),
+    };
+    let mut text = serde_json::to_string(&header).expect("header serialises");
+    text.push('\n');
+    text.push_str(&body);
+    text.push('\n');
+    let path = snapshot_path(folder, doc);
+    let dir = path.parent().expect("snapshot has a directory");
+    let _ = fsio::create_dirs(folder.root(), dir)
+        .and_then(|_| fsio::write_atomic(&path, text.as_bytes(), false));
+}

@@ -1,0 +1,292 @@
+//! One stream file: reading its events in order (streaming, checking the chain as it goes) and
+//! reading its tail from the end of the file without touching the rest.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::event::{Hash, StoredEvent, ZERO_HASH, decode_hex, parse_line};
+use crate::{DocId, Error, Folder, Result, io as fsio};
+
+/// Reads a stream's complete lines in order, checking each event's hash chain, seq continuity
+/// and timestamp order. Bytes after the last newline (a torn tail, or an append in progress)
+/// are never returned as an event.
+pub struct StreamReader {
+    doc: DocId,
+    path: PathBuf,
+    reader: BufReader<File>,
+    offset: u64,
+    line_no: u64,
+    next_seq: u64,
+    prev_hash: Hash,
+    prev_timestamp: String,
+    max_line: usize,
+    partial: Option<u64>,
+    buf: Vec<u8>,
+}
+
+/// Where a reader starts: the beginning of the stream, or just after a known event.
+#[derive(Clone, Debug)]
+pub struct Position {
+    pub offset: u64,
+    pub line_no: u64,
+    pub next_seq: u64,
+    pub prev_hash: Hash,
+    pub prev_timestamp: String,
+}
+
+impl Position {
+    /// The beginning of a stream.
+    pub fn start() -> Position {
+        Position {
+            offset: 0,
+            line_no: 0,
+            next_seq: 0,
+            prev_hash: ZERO_HASH,
+            prev_timestamp: String::new(),
+        }
+    }
+}
+
+impl StreamReader {
+    /// Opens `doc`'s stream for reading from its start; `None` when the document has no stream.
+    pub fn open(folder: &Folder, doc: &DocId) -> Result<Option<StreamReader>> {
+        let path = folder.stream_path(doc);
+        let Some(file) = fsio::open_read(&path)? else {
+            return Ok(None);
+        };
+        StreamReader::at(
+            file,
+            path,
+            doc.clone(),
+            folder.max_event_bytes(),
+            Position::start(),
+        )
+        .map(Some)
+    }
+
+    /// A reader over `file` starting at `position`.
+    pub fn at(
+        mut file: File,
+        path: PathBuf,
+        doc: DocId,
+        max_line: usize,
+        position: Position,
+    ) -> Result<StreamReader> {
+        file.seek(SeekFrom::Start(position.offset))
+            .map_err(Error::io("read", &path))?;
+        Ok(StreamReader {
+            doc,
+            path,
+            reader: BufReader::with_capacity(64 * 1024, file),
+            offset: position.offset,
+            line_no: position.line_no,
+            next_seq: position.next_seq,
+            prev_hash: position.prev_hash,
+            prev_timestamp: position.prev_timestamp,
+            max_line,
+            partial: None,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The stream file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The byte offset just after the last complete line read.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The number of bytes after the last complete line, once the reader reached the end and
+    /// found some: a torn tail, or an append still being written.
+    pub fn partial_tail(&self) -> Option<u64> {
+        self.partial
+    }
+
+    /// The reader's position, to resume after the last event read.
+    pub fn position(&self) -> Position {
+        Position {
+            offset: self.offset,
+            line_no: self.line_no,
+            next_seq: self.next_seq,
+            prev_hash: self.prev_hash,
+            prev_timestamp: self.prev_timestamp.clone(),
+        }
+    }
+
+    /// The next event, `None` at the end of the complete lines.
+    pub fn next_event(&mut self) -> Result<Option<StoredEvent>> {
+        if self.partial.is_some() {
+            return Ok(None);
+        }
+        self.buf.clear();
+        let limit = self.max_line as u64 + 1;
+        let read = (&mut self.reader)
+            .take(limit)
+            .read_until(b'\n', &mut self.buf)
+            .map_err(Error::io("read", &self.path))?;
+        if read == 0 {
+            return Ok(None);
+        }
+        if self.buf.last() != Some(&b'\n') {
+            if read as u64 == limit {
+                return Err(self.corrupt(
+                    None,
+                    format!(
+                        "a line longer than the folder's limit of {} bytes",
+                        self.max_line
+                    ),
+                ));
+            }
+            self.partial = Some(read as u64);
+            return Ok(None);
+        }
+        self.line_no += 1;
+        self.buf.pop();
+        let text = match std::str::from_utf8(&self.buf) {
+            Ok(text) => text.to_string(),
+            Err(e) => return Err(self.corrupt(None, format!("the line is not valid UTF-8 ({e})"))),
+        };
+        let event = parse_line(text, &self.doc, &self.prev_hash)
+            .map_err(|reason| self.corrupt(None, reason))?;
+        if event.seq != self.next_seq {
+            let reason = format!("seq {} where {} was expected", event.seq, self.next_seq);
+            return Err(self.corrupt(Some(self.next_seq), reason));
+        }
+        if event.timestamp < self.prev_timestamp {
+            let reason = format!(
+                "timestamp {} is earlier than the previous event's {}",
+                event.timestamp, self.prev_timestamp
+            );
+            return Err(self.corrupt(Some(event.seq), reason));
+        }
+        self.offset += read as u64;
+        self.next_seq += 1;
+        self.prev_hash = event.hash;
+        self.prev_timestamp.clone_from(&event.timestamp);
+        Ok(Some(event))
+    }
+
+    fn corrupt(&self, seq: Option<u64>, reason: String) -> Error {
+        Error::Corrupt {
+            doc: self.doc.to_string(),
+            path: self.path.clone(),
+            line: Some(self.line_no + 1),
+            seq: seq.or(Some(self.next_seq)),
+            reason,
+        }
+    }
+}
+
+impl Iterator for StreamReader {
+    type Item = Result<StoredEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_event().transpose()
+    }
+}
+
+/// The end of a stream as seen from the end of its file.
+#[derive(Debug)]
+pub struct Tail {
+    /// The length of the complete lines: where the next event goes.
+    pub complete_len: u64,
+    /// Bytes after the last newline (a torn tail, or an append in progress).
+    pub partial_len: u64,
+    /// The last complete event, checked against the hash stored in the line before it.
+    pub last: Option<StoredEvent>,
+}
+
+/// Reads the last event of a stream from the end of its file, without reading the rest.
+pub fn read_tail(file: &File, path: &Path, doc: &DocId, max_line: usize) -> Result<Tail> {
+    let file_len = file.metadata().map_err(Error::io("inspect", path))?.len();
+    let complete_len = match rfind_newline(file, path, file_len)? {
+        Some(pos) => pos + 1,
+        None => 0,
+    };
+    let partial_len = file_len - complete_len;
+    if complete_len == 0 {
+        return Ok(Tail {
+            complete_len,
+            partial_len,
+            last: None,
+        });
+    }
+    let start = match rfind_newline(file, path, complete_len - 1)? {
+        Some(pos) => pos + 1,
+        None => 0,
+    };
+    let corrupt = |seq: Option<u64>, reason: String| Error::Corrupt {
+        doc: doc.to_string(),
+        path: path.to_path_buf(),
+        line: None,
+        seq,
+        reason,
+    };
+    let line_len = (complete_len - 1 - start) as usize;
+    if line_len + 1 > max_line {
+        return Err(corrupt(
+            None,
+            format!("the last line is longer than the folder's limit of {max_line} bytes"),
+        ));
+    }
+    let prev_hash = if start == 0 {
+        ZERO_HASH
+    } else {
+        stored_hash_before(file, path, start).map_err(|r| corrupt(None, r))?
+    };
+    let mut line = vec![0u8; line_len];
+    fsio::read_exact_at(file, path, &mut line, start)?;
+    let text = String::from_utf8(line)
+        .map_err(|e| corrupt(None, format!("the last line is not valid UTF-8 ({e})")))?;
+    let event = parse_line(text, doc, &prev_hash)
+        .map_err(|reason| corrupt(None, format!("the last event: {reason}")))?;
+    if start == 0 && event.seq != 0 {
+        return Err(corrupt(
+            Some(0),
+            format!("the first event has seq {}", event.seq),
+        ));
+    }
+    Ok(Tail {
+        complete_len,
+        partial_len,
+        last: Some(event),
+    })
+}
+
+/// The hash stored in the line that ends just before `line_start` (its `,"hash":"…"}` tail).
+pub fn stored_hash_before(file: &File, path: &Path, line_start: u64) -> Result<Hash, String> {
+    const TAIL: usize = 76; // ,"hash":" + 64 hex + "} + \n
+    if line_start < TAIL as u64 {
+        return Err("the previous line is too short to end with a hash".to_string());
+    }
+    let mut buf = [0u8; TAIL];
+    fsio::read_exact_at(file, path, &mut buf, line_start - TAIL as u64)
+        .map_err(|e| e.to_string())?;
+    let text = std::str::from_utf8(&buf)
+        .map_err(|_| "the previous line does not end with a hash".to_string())?;
+    text.strip_prefix(",\"hash\":\"")
+        .and_then(|rest| rest.strip_suffix("\"}\n"))
+        .and_then(decode_hex::<32>)
+        .ok_or_else(|| "the previous line does not end with a hash".to_string())
+}
+
+/// The position of the last `\n` before `end`, scanning backwards in blocks.
+fn rfind_newline(file: &File, path: &Path, end: u64) -> Result<Option<u64>> {
+    const BLOCK: u64 = 64 * 1024;
+    let mut buf = vec![0u8; BLOCK as usize];
+    let mut hi = end;
+    while hi > 0 {
+        let lo = hi.saturating_sub(BLOCK);
+        let chunk = &mut buf[..(hi - lo) as usize];
+        fsio::read_exact_at(file, path, chunk, lo)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(Some(lo + i as u64));
+        }
+        hi = lo;
+    }
+    Ok(None)
+}
