@@ -144,7 +144,6 @@ impl StreamReader {
             self.partial = Some(read as u64);
             return Ok(None);
         }
-        self.line_no += 1;
         self.buf.pop();
         let text = match std::str::from_utf8(&self.buf) {
             Ok(text) => text.to_string(),
@@ -164,6 +163,7 @@ impl StreamReader {
             return Err(self.corrupt(Some(event.seq), reason));
         }
         self.offset += read as u64;
+        self.line_no += 1;
         self.next_seq += 1;
         self.prev_hash = event.hash;
         self.prev_timestamp.clone_from(&event.timestamp);

@@ -65,7 +65,10 @@ impl TestFolder {
 
     /// Runs a command and parses its stdout as NDJSON.
     pub fn ndjson(&self, args: &[&str]) -> Vec<Value> {
-        self.ok(args).lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect()
+        self.ok(args)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect()
     }
 
     /// Every file and directory under the folder with its bytes (directories map to None).
