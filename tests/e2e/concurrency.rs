@@ -1,1 +1,278 @@
-//! Placeholder replaced by the module's tests.
+//! Many processes appending at once: the exclusive lock keeps every stream gap-free, and
+//! `--expect` lets exactly one writer win each seq.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use serde_json::Value;
+
+use crate::append::append;
+use crate::common::*;
+
+/// The binary, for plain `std::process::Command` (cheap to spawn from many threads).
+fn binary() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("eventdir")
+}
+
+fn run(folder: &Path, args: &[String]) -> Output {
+    Command::new(binary())
+        .env_remove("EVENTDIR_FOLDER")
+        .arg("-C")
+        .arg(folder)
+        .args(args)
+        .output()
+        .expect("spawn eventdir")
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn eight_processes_appending_200_events_each_to_one_document_leave_no_gap() {
+    const WRITERS: usize = 8;
+    const EACH: usize = 200;
+    let f = TestFolder::new();
+    append(&f, &["counter:1", "--data", r#"{"n":-1}"#]);
+    let root = f.path().to_path_buf();
+    let barrier = Arc::new(Barrier::new(WRITERS));
+    let handles: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let root = root.clone();
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                let mut seqs = Vec::with_capacity(EACH);
+                for i in 0..EACH {
+                    let n = w * 1000 + i;
+                    let out = run(
+                        &root,
+                        &args(&["append", "counter:1", "--set", &format!("n={n}")]),
+                    );
+                    assert!(
+                        out.status.success(),
+                        "writer {w} append {i}: {:?} {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    assert!(
+                        out.stderr.is_empty(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    let event: Value = serde_json::from_slice(&out.stdout).unwrap();
+                    seqs.push(event["seq"].as_u64().unwrap());
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut printed: Vec<u64> = Vec::new();
+    for handle in handles {
+        let seqs = handle.join().expect("writer thread");
+        // One process's appends land in the order it made them.
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        printed.extend(seqs);
+    }
+    printed.sort_unstable();
+    let expected: Vec<u64> = (1..=(WRITERS * EACH) as u64).collect();
+    assert_eq!(printed, expected, "every acknowledged seq is distinct");
+
+    let log = f.ndjson(&["log", "counter:1"]);
+    let seqs: Vec<u64> = log.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let all: Vec<u64> = (0..=(WRITERS * EACH) as u64).collect();
+    assert_eq!(seqs, all, "seqs 0..=1600 without gap or duplicate");
+    // Every writer's values are all there, in its order.
+    for w in 0..WRITERS {
+        let values: Vec<u64> = log[1..]
+            .iter()
+            .map(|e| e["data"][0]["value"].as_u64().unwrap())
+            .filter(|n| (*n as usize) / 1000 == w)
+            .collect();
+        let mine: Vec<u64> = (0..EACH).map(|i| (w * 1000 + i) as u64).collect();
+        assert_eq!(values, mine, "writer {w}");
+    }
+    let stamps: Vec<&str> = log
+        .iter()
+        .map(|e| e["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(
+        stamps.windows(2).all(|w| w[0] <= w[1]),
+        "timestamps never decrease"
+    );
+    let last = log.last().unwrap()["data"][0]["value"].clone();
+    let got = f.json(&["get", "counter:1"]);
+    assert_eq!(got["seq"], (WRITERS * EACH) as u64);
+    assert_eq!(got["state"]["n"], last);
+    assert_eq!(got, f.json(&["replay", "counter:1"]));
+    f.ok(&["verify"]);
+}
+
+#[test]
+fn processes_racing_with_expect_on_the_same_seq_exactly_one_wins_and_the_losers_exit_3() {
+    const RACERS: usize = 6;
+    const ROUNDS: u64 = 15;
+    let f = TestFolder::new();
+    append(&f, &["race:1", "--data", r#"{"winner":null}"#]);
+    let root = f.path().to_path_buf();
+    for round in 0..ROUNDS {
+        let barrier = Arc::new(Barrier::new(RACERS));
+        let handles: Vec<_> = (0..RACERS)
+            .map(|r| {
+                let root = root.clone();
+                let barrier = Arc::clone(&barrier);
+                thread::spawn(move || {
+                    barrier.wait();
+                    let out = run(
+                        &root,
+                        &args(&[
+                            "append",
+                            "race:1",
+                            "--set",
+                            &format!("winner={r}"),
+                            "--expect",
+                            &round.to_string(),
+                        ]),
+                    );
+                    (r, out)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for handle in handles {
+            let (r, out) = handle.join().unwrap();
+            match out.status.code() {
+                Some(0) => {
+                    let event: Value = serde_json::from_slice(&out.stdout).unwrap();
+                    assert_eq!(event["seq"], round + 1);
+                    winners.push(r);
+                }
+                Some(3) => {
+                    assert!(out.stdout.is_empty());
+                    let stderr = String::from_utf8(out.stderr).unwrap();
+                    assert!(
+                        stderr.starts_with("eventdir: ") && stderr.trim_end().lines().count() == 1,
+                        "{stderr}"
+                    );
+                }
+                other => panic!(
+                    "racer {r} in round {round} exited {other:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        let got = f.json(&["get", "race:1"]);
+        assert_eq!(got["seq"], round + 1);
+        assert_eq!(got["state"]["winner"], winners[0] as u64);
+    }
+    let seqs: Vec<u64> = f
+        .ndjson(&["log", "race:1"])
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (0..=ROUNDS).collect::<Vec<_>>());
+    f.ok(&["verify"]);
+}
+
+#[test]
+fn processes_racing_to_create_a_new_document_one_wins_and_refused_ones_lose_nothing() {
+    const RACERS: usize = 8;
+    const DOCS: usize = 8;
+    let f = TestFolder::new();
+    let root = f.path().to_path_buf();
+    for d in 0..DOCS {
+        let doc = format!("fresh{d}:x");
+        let barrier = Arc::new(Barrier::new(RACERS));
+        let handles: Vec<_> = (0..RACERS)
+            .map(|r| {
+                let (root, doc, barrier) = (root.clone(), doc.clone(), Arc::clone(&barrier));
+                thread::spawn(move || {
+                    // Half create (no precondition, or --expect none); half make requests that
+                    // are refused on a new stream and so try to remove what they created.
+                    let list: Vec<String> = match r % 4 {
+                        0 => args(&["append", &doc, "--data", &format!(r#"{{"by":{r}}}"#)]),
+                        1 => args(&[
+                            "append",
+                            &doc,
+                            "--data",
+                            &format!(r#"{{"by":{r}}}"#),
+                            "--expect",
+                            "none",
+                        ]),
+                        2 => args(&["append", &doc, "--data", "{}", "--expect", "5"]),
+                        _ => args(&["append", &doc, "--set", "a=1", "--expect", "0"]),
+                    };
+                    barrier.wait();
+                    (r, run(&root, &list))
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for handle in handles {
+            let (r, out) = handle.join().unwrap();
+            let code = out.status.code();
+            match (r % 4, code) {
+                (0 | 1, Some(0)) => created += 1,
+                (0, Some(2)) | (1, Some(3)) => {}
+                // --expect 0 on a live stream of seq 0 passes --expect and then updates it.
+                (3, Some(0)) => {}
+                (2 | 3, Some(3)) => {}
+                _ => panic!(
+                    "{doc}: racer {r} exited {code:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            }
+        }
+        assert_eq!(created, 1, "{doc}: exactly one create wins");
+        let log = f.ndjson(&["log", &doc]);
+        assert_eq!(log[0]["type"], "create");
+        assert!(log.len() <= 3, "{doc}: {log:?}");
+    }
+    let ls = f.ndjson(&["ls"]);
+    assert_eq!(ls.len(), DOCS);
+    f.ok(&["verify"]);
+}
+
+#[test]
+fn processes_creating_different_documents_of_a_new_type_all_succeed() {
+    const WRITERS: usize = 12;
+    let f = TestFolder::new();
+    let root = f.path().to_path_buf();
+    let barrier = Arc::new(Barrier::new(WRITERS));
+    let handles: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (root, barrier) = (root.clone(), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                let doc = format!("item:{w}");
+                (
+                    w,
+                    run(
+                        &root,
+                        &args(&["append", &doc, "--data", &format!(r#"{{"w":{w}}}"#)]),
+                    ),
+                )
+            })
+        })
+        .collect();
+    for handle in handles {
+        let (w, out) = handle.join().unwrap();
+        assert!(
+            out.status.success(),
+            "writer {w}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ls = f.ndjson(&["ls", "--type", "item"]);
+    assert_eq!(ls.len(), WRITERS);
+    for w in 0..WRITERS {
+        assert_eq!(
+            f.json(&["get", &format!("item:{w}")])["state"]["w"],
+            w as u64
+        );
+    }
+    f.ok(&["verify"]);
+}

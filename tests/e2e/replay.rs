@@ -1,1 +1,132 @@
-//! Placeholder replaced by the module's tests.
+//! `eventdir replay`: folding documents from seq 0.
+
+use serde_json::{Value, json};
+
+use crate::append::{append, refused};
+use crate::common::*;
+
+fn history(f: &TestFolder) {
+    append(f, &["order:1", "--data", r#"{"status":"open"}"#]);
+    append(f, &["order:1", "--set", "status=paid"]);
+    append(f, &["order:1", "--type", "delete"]);
+    append(f, &["order:1", "--data", r#"{"status":"reopened"}"#]);
+    append(f, &["order:2", "--data", r#"{"qty":2}"#]);
+    append(f, &["user:ann", "--data", r#"{"name":"Ann"}"#]);
+    append(
+        f,
+        &[
+            "user:ann",
+            "--patch",
+            r#"[{"op":"add","path":"/tags","value":["a"]}]"#,
+        ],
+    );
+}
+
+#[test]
+fn replay_prints_final_states_equal_to_get() {
+    let f = TestFolder::new();
+    history(&f);
+    for doc in ["order:1", "order:2", "user:ann"] {
+        let replayed = f.ok(&["replay", doc]);
+        assert_eq!(replayed.lines().count(), 1);
+        assert_eq!(
+            serde_json::from_str::<Value>(&replayed).unwrap(),
+            f.json(&["get", doc])
+        );
+    }
+    assert_eq!(
+        f.json(&["replay", "order:1"])["state"],
+        json!({"status":"reopened"})
+    );
+    assert_eq!(
+        f.json(&["replay", "user:ann"])["state"],
+        json!({"name":"Ann","tags":["a"]})
+    );
+    let two = f.ndjson(&["replay", "user:ann", "order:2"]);
+    assert_eq!(two.len(), 2);
+    assert_eq!(two[0]["doc"], "user:ann");
+    assert_eq!(two[1]["doc"], "order:2");
+}
+
+#[test]
+fn replay_each_prints_one_line_per_event_with_the_state_after_it() {
+    let f = TestFolder::new();
+    history(&f);
+    let log = f.ndjson(&["log", "order:1"]);
+    let each = f.ndjson(&["replay", "order:1", "--each"]);
+    assert_eq!(each.len(), log.len());
+    let states = [
+        (json!({"status":"open"}), false),
+        (json!({"status":"paid"}), false),
+        (json!({"status":"paid"}), true),
+        (json!({"status":"reopened"}), false),
+    ];
+    for (i, ((line, event), (state, deleted))) in each.iter().zip(&log).zip(states).enumerate() {
+        assert_eq!(line["doc"], "order:1");
+        assert_eq!(line["seq"], i as u64);
+        assert_eq!(line["hash"], event["hash"]);
+        assert_eq!(line["timestamp"], event["timestamp"]);
+        assert_eq!(line["state"], state, "seq {i}");
+        assert_eq!(line["deleted"], deleted, "seq {i}");
+    }
+    // Each line is what `at --seq` says.
+    for (i, line) in each.iter().enumerate() {
+        assert_eq!(*line, f.json(&["at", "order:1", "--seq", &i.to_string()]));
+    }
+    // Without DOC, --each covers every document, in id order.
+    let all = f.ndjson(&["replay", "--each"]);
+    let docs: Vec<&str> = all.iter().map(|l| l["doc"].as_str().unwrap()).collect();
+    assert_eq!(
+        docs,
+        [
+            "order:1", "order:1", "order:1", "order:1", "order:2", "user:ann", "user:ann"
+        ]
+    );
+}
+
+#[test]
+fn replay_without_docs_prints_every_document_in_id_order() {
+    let f = TestFolder::new();
+    history(&f);
+    append(&f, &["a:Z", "--data", "{}"]);
+    append(&f, &["a:a", "--data", "{}"]);
+    append(&f, &["order:10", "--data", "{}"]);
+    let all = f.ndjson(&["replay"]);
+    let docs: Vec<&str> = all.iter().map(|l| l["doc"].as_str().unwrap()).collect();
+    assert_eq!(
+        docs,
+        ["a:Z", "a:a", "order:1", "order:10", "order:2", "user:ann"]
+    );
+    for line in &all {
+        assert_eq!(*line, f.json(&["get", line["doc"].as_str().unwrap()]));
+    }
+}
+
+#[test]
+fn replay_type_filter_keeps_only_that_type() {
+    let f = TestFolder::new();
+    history(&f);
+    let orders = f.ndjson(&["replay", "--type", "order"]);
+    let docs: Vec<&str> = orders.iter().map(|l| l["doc"].as_str().unwrap()).collect();
+    assert_eq!(docs, ["order:1", "order:2"]);
+    let users = f.ndjson(&["replay", "--type", "user", "--each"]);
+    assert_eq!(users.len(), 2);
+    assert!(users.iter().all(|l| l["doc"] == "user:ann"));
+    assert_eq!(f.ok(&["replay", "--type", "nothing"]), "");
+}
+
+#[test]
+fn replay_of_an_empty_folder_prints_nothing() {
+    let f = TestFolder::new();
+    assert_eq!(f.ok(&["replay"]), "");
+    assert_eq!(f.ok(&["replay", "--each"]), "");
+}
+
+#[test]
+fn replay_of_a_missing_document_exits_5() {
+    let f = TestFolder::new();
+    history(&f);
+    refused(&f, &["replay", "order:99"], 5);
+    refused(&f, &["replay", "order:99", "--each"], 5);
+    refused(&f, &["replay", "order"], 2);
+}
