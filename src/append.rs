@@ -21,6 +21,7 @@ use json_patch::Patch;
 use serde_json::Value;
 
 use crate::event::{EventType, NewEvent, StoredEvent};
+use crate::schema::{History, Version};
 use crate::state::{DocState, check_new_state};
 use crate::stream::read_tail;
 use crate::{DocId, Error, Folder, Result, io as fsio, snapshot, time};
@@ -34,6 +35,8 @@ pub enum Action {
     Update(Patch),
     /// Mark the document deleted.
     Delete,
+    /// Bring the document to its type's current schema (a `migrate` event), if it lags.
+    Migrate,
 }
 
 /// The `--expect` precondition.
@@ -94,20 +97,27 @@ pub struct Request {
 
 /// What an append did.
 pub struct Appended {
-    /// The stored event.
-    pub event: StoredEvent,
+    /// The stored events, in order: a `migrate` event when the document lagged its schema,
+    /// then the requested event. Empty when a migration found the document already current.
+    pub events: Vec<StoredEvent>,
     /// The size of a torn tail that was removed first, if any.
     pub repaired_tail: Option<u64>,
 }
 
-/// Appends one event to `request.doc`'s stream, durably. On any error nothing is written.
+/// Appends to `request.doc`'s stream, durably. On any error nothing is written.
 pub fn append(folder: &Folder, request: &Request) -> Result<Appended> {
     let doc = &request.doc;
     let path = folder.stream_path(doc);
     if fsio::open_read(&path)?.is_none() {
         // Judge the request against an empty stream before creating anything, so that a
         // refused request leaves no file or directory behind.
-        plan(folder, request, None, None)?;
+        let history = match doc.schema_doc() {
+            Some(schema_doc) => {
+                History::load(folder, schema_doc.schema_of().expect("a schema id"))?
+            }
+            None => None,
+        };
+        plan(folder, request, None, None, history.as_ref())?;
     }
     let mut stream = fsio::open_locked(&folder.streams_dir(), &path)?;
     let result = append_locked(folder, request, &mut stream.file, &path);
@@ -124,34 +134,46 @@ fn append_locked(
     path: &Path,
 ) -> Result<Appended> {
     let doc = &request.doc;
-    let (schema, _schema_lock) = schema_stamp(folder, doc)?;
+    let (history, _schema_lock) = schema_context(folder, doc)?;
     let tail = read_tail(file, path, doc, folder.max_event_bytes())?;
     let repaired_tail = (tail.partial_len > 0).then_some(tail.partial_len);
     if repaired_tail.is_some() {
         fsio::truncate(file, path, tail.complete_len)?;
     }
     let last = tail.last.as_ref();
-    let planned = plan(folder, request, last, Some((file, path, schema)))?;
-    fsio::append_or_roll_back(file, path, tail.complete_len, planned.line.as_bytes())?;
+    let planned = plan(folder, request, last, Some((file, path)), history.as_ref())?;
+    if planned.bytes.is_empty() {
+        return Ok(Appended {
+            events: Vec::new(),
+            repaired_tail,
+        });
+    }
+    fsio::append_or_roll_back(file, path, tail.complete_len, planned.bytes.as_bytes())?;
     if let Err(e) = fsio::sync_file(file, path) {
-        // Not acknowledged: try to take the line back; the error stands either way.
+        // Not acknowledged: try to take the lines back; the error stands either way.
         let _ = file.set_len(tail.complete_len);
         return Err(e);
     }
-    if planned.seq == 0 {
+    if last.is_none() {
         sync_stream_dirs(folder, path)?;
     }
-    let line = planned.line.trim_end_matches('\n').to_string();
-    let prev = last.map_or(crate::event::ZERO_HASH, |e| e.hash);
-    let event = crate::event::parse_line(line, doc, &prev).expect("a freshly encoded line parses");
+    let mut prev = last.map_or(crate::event::ZERO_HASH, |e| e.hash);
+    let mut events = Vec::new();
+    for line in planned.bytes.lines() {
+        let event = crate::event::parse_line(line.to_string(), doc, &prev)
+            .expect("a freshly encoded line parses");
+        prev = event.hash;
+        events.push(event);
+    }
+    let event = events.last().expect("at least one event was written");
     if let Some((state, folded)) = planned.new_state
-        && folded + 1 >= snapshot::SNAPSHOT_EVERY
+        && folded + events.len() as u64 >= snapshot::SNAPSHOT_EVERY
     {
         let state = DocState {
             seq: event.seq,
             hash: event.hash,
             timestamp: event.timestamp.clone(),
-            schema,
+            schema: event.schema,
             deleted: false,
             state,
         };
@@ -159,37 +181,63 @@ fn append_locked(
             folder,
             doc,
             &state,
-            tail.complete_len + planned.line.len() as u64,
+            tail.complete_len + planned.bytes.len() as u64,
         );
     }
     Ok(Appended {
-        event,
+        events,
         repaired_tail,
     })
 }
 
-/// An encoded event, ready to write.
+/// Encoded events, ready to write in one go.
 struct Planned {
-    seq: u64,
-    line: String,
-    /// For an update: the new state and how many events were folded to compute it.
+    /// The event lines, each with its newline; empty when there is nothing to write.
+    bytes: String,
+    /// The state after the last event and how many events were folded to compute it, when it
+    /// was computed.
     new_state: Option<(Value, u64)>,
 }
 
-/// Checks `request` against the stream's last event and encodes the event. `stream` gives the
-/// locked file to fold for an update (and the schema stamp); without it, this is a dry run
-/// against a stream that does not exist.
+/// Checks `request` against the stream's last event and the schema, and encodes the events.
+/// `stream` gives the locked file to fold; without it, this is a dry run against a stream that
+/// does not exist.
 fn plan(
     folder: &Folder,
     request: &Request,
     last: Option<&StoredEvent>,
-    stream: Option<(&File, &Path, Option<u64>)>,
+    stream: Option<(&File, &Path)>,
+    history: Option<&History>,
 ) -> Result<Planned> {
     let doc = &request.doc;
     request.expect.check(doc, last.map(|e| e.seq))?;
     let live = last.is_some_and(|e| e.kind != EventType::Delete);
-    let patch_value;
-    let (kind, data, new_state) = match &request.action {
+    let current = history.map(History::current);
+    let stamp = current.map(|v| v.seq);
+    // The state the request starts from: folded, and migrated when it lags its schema.
+    let mut start = None;
+    if matches!(request.action, Action::Update(_) | Action::Migrate) {
+        require_live(doc, last, live)?;
+        let (file, path) = stream.expect("a live document has a stream");
+        let folded = snapshot::fold_file(folder, doc, file, path.to_path_buf())?
+            .expect("a live document has events");
+        let migrated = match (history, stamp) {
+            (Some(history), Some(to)) if folded.state.schema != Some(to) => {
+                let migrated = history
+                    .migrate(&folded.state.state, folded.state.schema, to)
+                    .map_err(|reason| Error::MigrationFailed {
+                        doc: doc.to_string(),
+                        reason,
+                    })?;
+                Some(migrated)
+            }
+            _ => None,
+        };
+        start = Some((folded, migrated));
+    }
+    let mut events: Vec<(EventType, Value)> = Vec::new();
+    let mut new_state = None;
+    match &request.action {
         Action::Create(state) => {
             if let Some(last) = last.filter(|_| live) {
                 return Err(Error::StateConflict {
@@ -200,64 +248,108 @@ fn plan(
                     ),
                 });
             }
-            (EventType::Create, Some(state), None)
+            conform(doc, current, state)?;
+            events.push((EventType::Create, state.clone()));
         }
         Action::Delete => {
             require_live(doc, last, live)?;
-            (EventType::Delete, None, None)
+            events.push((EventType::Delete, Value::Null));
         }
         Action::Update(patch) => {
-            require_live(doc, last, live)?;
-            let (file, path, _) = stream.expect("a live document has a stream");
-            let folded = snapshot::fold_file(folder, doc, file, path.to_path_buf())?
-                .expect("a live document has events");
-            let next = crate::patch::apply(&folded.state.state, patch).map_err(|reason| {
-                Error::PatchFailed {
-                    doc: doc.to_string(),
-                    seq: folded.state.seq,
-                    reason,
+            let (folded, migrated) = start.expect("an update starts from a state");
+            let base = match &migrated {
+                Some(migrated) => {
+                    events.push((EventType::Migrate, diff(&folded.state.state, migrated)));
+                    migrated
                 }
+                None => &folded.state.state,
+            };
+            let next = crate::patch::apply(base, patch).map_err(|reason| Error::PatchFailed {
+                doc: doc.to_string(),
+                seq: folded.state.seq,
+                reason,
             })?;
             check_new_state(&next, "the patched document")?;
-            patch_value = serde_json::to_value(patch).expect("a patch serialises");
-            (
+            conform(doc, current, &next)?;
+            events.push((
                 EventType::Update,
-                Some(&patch_value),
-                Some((next, folded.events_folded)),
-            )
+                serde_json::to_value(patch).expect("a patch serialises"),
+            ));
+            new_state = Some((next, folded.events_folded));
         }
-    };
-    let seq = last.map_or(0, |e| e.seq + 1);
+        Action::Migrate => {
+            let (folded, migrated) = start.expect("a migration starts from a state");
+            if let Some(migrated) = migrated {
+                conform(doc, current, &migrated)?;
+                events.push((EventType::Migrate, diff(&folded.state.state, &migrated)));
+                new_state = Some((migrated, folded.events_folded));
+            }
+        }
+    }
     let now = time::now();
     let timestamp = match last {
         Some(e) if e.timestamp > now => e.timestamp.clone(),
         _ => now,
     };
-    let schema = stream.and_then(|(_, _, schema)| schema);
-    let new = NewEvent {
-        seq,
-        doc,
-        kind,
-        timestamp: &timestamp,
-        schema,
-        meta: request.meta.as_ref(),
-        data,
-    };
-    let prev = last.map_or(crate::event::ZERO_HASH, |e| e.hash);
-    let line = new.encode(&prev).line;
+    let mut prev = last.map_or(crate::event::ZERO_HASH, |e| e.hash);
+    let first_seq = last.map_or(0, |e| e.seq + 1);
+    let mut bytes = String::new();
     let limit = folder.max_event_bytes();
-    if line.len() > limit {
-        return Err(Error::EventTooLarge {
-            doc: doc.to_string(),
-            size: line.len(),
-            limit,
-        });
+    for (seq, (kind, data)) in (first_seq..).zip(&events) {
+        let data = (*kind != EventType::Delete).then_some(data);
+        // The client's meta describes its own event, not the migration eventdir adds.
+        let meta = if *kind == EventType::Migrate {
+            None
+        } else {
+            request.meta.as_ref()
+        };
+        let new = NewEvent {
+            seq,
+            doc,
+            kind: *kind,
+            timestamp: &timestamp,
+            schema: stamp,
+            meta,
+            data,
+        };
+
+        let encoded = new.encode(&prev);
+        if encoded.line.len() > limit {
+            return Err(Error::EventTooLarge {
+                doc: doc.to_string(),
+                size: encoded.line.len(),
+                limit,
+            });
+        }
+        bytes.push_str(&encoded.line);
+        prev = encoded.hash;
     }
-    Ok(Planned {
-        seq,
-        line,
-        new_state,
-    })
+
+    Ok(Planned { bytes, new_state })
+}
+
+/// The RFC 6902 patch from `old` to `new`, as stored in a `migrate` event.
+fn diff(old: &Value, new: &Value) -> Value {
+    serde_json::to_value(json_patch::diff(old, new)).expect("a patch serialises")
+}
+
+/// Refuses a state that does not conform to the schema version in effect.
+fn conform(doc: &DocId, version: Option<&Version>, state: &Value) -> Result<()> {
+    let Some(version) = version else {
+        return Ok(());
+    };
+    version
+        .validate(state)
+        .map_err(|reason| Error::SchemaViolation {
+            doc: doc.to_string(),
+            schema: format!(
+                "{}{} seq {}",
+                crate::doc_id::SCHEMA_PREFIX,
+                doc.kind(),
+                version.seq
+            ),
+            reason,
+        })
 }
 
 fn require_live(doc: &DocId, last: Option<&StoredEvent>, live: bool) -> Result<()> {
@@ -276,10 +368,10 @@ fn require_live(doc: &DocId, last: Option<&StoredEvent>, live: bool) -> Result<(
     }
 }
 
-/// The stamp for an event of `doc`: the last seq of its type's schema stream, read under that
-/// stream's shared lock, which the caller holds until its event is durable so that no schema
-/// change can slip in between.
-fn schema_stamp(folder: &Folder, doc: &DocId) -> Result<(Option<u64>, Option<File>)> {
+/// The schema history of `doc`'s type, read under the schema stream's shared lock, which the
+/// caller holds (the returned file) until its events are durable: no schema change can slip in
+/// between the stamp and the write.
+fn schema_context(folder: &Folder, doc: &DocId) -> Result<(Option<History>, Option<File>)> {
     let Some(schema_doc) = doc.schema_doc() else {
         return Ok((None, None));
     };
@@ -288,8 +380,8 @@ fn schema_stamp(folder: &Folder, doc: &DocId) -> Result<(Option<u64>, Option<Fil
         return Ok((None, None));
     };
     fsio::lock_shared(&file, &path)?;
-    let tail = read_tail(&file, &path, &schema_doc, folder.max_event_bytes())?;
-    Ok((tail.last.map(|e| e.seq), Some(file)))
+    let history = History::load(folder, schema_doc.schema_of().expect("a schema id"))?;
+    Ok((history, Some(file)))
 }
 
 /// fsyncs the directories that hold a new stream file, up to `streams/`, so that the file's

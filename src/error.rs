@@ -39,6 +39,20 @@ pub enum Error {
     #[error("{doc}: {reason} (nothing written)")]
     StateConflict { doc: String, reason: String },
 
+    /// A state that does not conform to the schema in effect.
+    #[error("{doc}: does not conform to {schema}: {reason} (nothing written)")]
+    SchemaViolation {
+        doc: String,
+        schema: String,
+        reason: String,
+    },
+
+    /// A migration that cannot be applied to a document.
+    #[error(
+        "{doc}: cannot be migrated: {reason} (nothing written; fix the schema's migration, or update the document so that it applies)"
+    )]
+    MigrationFailed { doc: String, reason: String },
+
     /// An event whose stored line would exceed the size limit.
     #[error(
         "{doc}: event of {size} bytes exceeds the limit of {limit} bytes (the folder's max_event_bytes in eventdir.json; nothing written)"

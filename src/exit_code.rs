@@ -32,7 +32,9 @@ impl ExitCode {
             | PatchFailed { .. }
             | StateConflict { .. }
             | EventTooLarge { .. }
-            | TooDeep { .. } => ExitCode::BadInput,
+            | TooDeep { .. }
+            | SchemaViolation { .. }
+            | MigrationFailed { .. } => ExitCode::BadInput,
             ExpectFailed { .. } => ExitCode::ExpectFailed,
             Corrupt { .. } | VerifyFailed { .. } => ExitCode::Integrity,
             NotFound { .. } | NoSuchPoint { .. } => ExitCode::NotFound,

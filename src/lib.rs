@@ -13,6 +13,7 @@ pub mod folder;
 pub mod io;
 pub mod json;
 pub mod patch;
+pub mod schema;
 pub mod snapshot;
 pub mod state;
 pub mod stream;

@@ -43,6 +43,12 @@ pub struct StreamCheck {
     pub failure: Option<Failure>,
     /// The hash of the event at the seq a checkpoint asked about, if the stream reached it.
     pub hash_at_checkpoint: Option<Hash>,
+    /// The schema stamp of the last event that verified.
+    pub last_stamp: Option<u64>,
+    /// The highest schema stamp of the events that verified.
+    pub max_stamp: Option<u64>,
+    /// Whether the last event that verified is a delete.
+    pub deleted: bool,
 }
 
 /// Verifies one stream. `checkpoint_seq` asks for the hash of that event along the way.
@@ -56,6 +62,9 @@ pub fn check_stream(folder: &Folder, doc: &DocId, checkpoint_seq: Option<u64>) -
         torn_tail: None,
         failure: None,
         hash_at_checkpoint: None,
+        last_stamp: None,
+        max_stamp: None,
+        deleted: false,
     };
     let file = match fsio::open_read(&path) {
         Ok(Some(file)) => file,
@@ -110,7 +119,11 @@ pub fn check_stream(folder: &Folder, doc: &DocId, checkpoint_seq: Option<u64>) -
                     seq: event.seq,
                     hash: event.hash,
                 });
+                check.last_stamp = event.schema;
+                check.max_stamp = check.max_stamp.max(event.schema);
+                check.deleted = event.kind == crate::event::EventType::Delete;
             }
+
             Ok(None) => break,
             Err(Error::Corrupt {
                 seq, line, reason, ..
@@ -248,6 +261,18 @@ pub struct Report {
     pub digest: Hash,
     /// Checkpoint heads that are no longer in place: `(doc, why)`.
     pub checkpoint_mismatches: Vec<(String, String)>,
+    /// Live documents written under an older schema version than their type's current one.
+    pub lagging: Vec<Lagging>,
+}
+
+/// A document that lags its type's current schema (a warning, not a failure).
+#[derive(Clone, Debug)]
+pub struct Lagging {
+    pub doc: DocId,
+    /// Its last event's stamp.
+    pub stamp: Option<u64>,
+    /// The current schema version.
+    pub current: u64,
 }
 
 impl Report {
@@ -272,10 +297,11 @@ pub fn verify(
             (docs, foreign.into_iter().map(|f| f.path).collect())
         }
     };
-    let streams: Vec<StreamCheck> = docs
+    let mut streams: Vec<StreamCheck> = docs
         .iter()
         .map(|doc| check_stream(folder, doc, checkpoint.and_then(|c| c.seq_of(doc))))
         .collect();
+    let lagging = check_stamps(folder, &mut streams)?;
     let digest = digest(streams.iter().filter_map(|s| s.head.map(|h| (&s.doc, h))));
     let checkpoint_mismatches = checkpoint
         .map(|c| compare(c, &streams, partial))
@@ -285,7 +311,76 @@ pub fn verify(
         foreign,
         digest,
         checkpoint_mismatches,
+        lagging,
     })
+}
+
+/// Fails every stream with a stamp that does not resolve to an event of its type's schema
+/// stream, and lists the live documents whose last stamp is older than the current schema.
+fn check_stamps(folder: &Folder, streams: &mut [StreamCheck]) -> Result<Vec<Lagging>> {
+    let mut heads: BTreeMap<String, Option<u64>> = streams
+        .iter()
+        .filter_map(|s| {
+            s.doc
+                .schema_of()
+                .map(|kind| (kind.to_string(), s.head.map(|h| h.seq)))
+        })
+        .collect();
+    let mut lagging = Vec::new();
+    for stream in streams.iter_mut() {
+        let Some(schema_doc) = stream.doc.schema_doc() else {
+            continue;
+        };
+        let kind = stream.doc.kind().to_string();
+        let current = match heads.get(&kind) {
+            Some(head) => *head,
+            None => {
+                let head = schema_head(folder, &schema_doc)?;
+                heads.insert(kind, head);
+                head
+            }
+        };
+        if let Some(stamp) = stream.max_stamp
+            && stream.failure.is_none()
+            && current.is_none_or(|c| stamp > c)
+        {
+            let reason = match current {
+                Some(c) => {
+                    format!("schema stamp {stamp} does not resolve: {schema_doc} ends at seq {c}")
+                }
+                None => {
+                    format!("schema stamp {stamp} does not resolve: {schema_doc} has no events")
+                }
+            };
+            stream.failure = Some(Failure {
+                seq: None,
+                line: None,
+                reason,
+            });
+        }
+        if let Some(current) = current
+            && stream.head.is_some()
+            && !stream.deleted
+            && stream.last_stamp != Some(current)
+        {
+            lagging.push(Lagging {
+                doc: stream.doc.clone(),
+                stamp: stream.last_stamp,
+                current,
+            });
+        }
+    }
+    Ok(lagging)
+}
+
+/// The last seq of a schema stream, read from its end.
+fn schema_head(folder: &Folder, schema_doc: &DocId) -> Result<Option<u64>> {
+    let path = folder.stream_path(schema_doc);
+    let Some(file) = fsio::open_read(&path)? else {
+        return Ok(None);
+    };
+    let tail = crate::stream::read_tail(&file, &path, schema_doc, folder.max_event_bytes())?;
+    Ok(tail.last.map(|e| e.seq))
 }
 
 /// The checkpoint's heads that are not in place. With `partial`, only the verified streams'.

@@ -11,17 +11,23 @@ fn render(cmd: &clap::Command) -> Vec<u8> {
     out
 }
 
-/// Every page: `eventdir.1` and `eventdir-CMD.1` for each subcommand.
+/// Every page: `eventdir.1`, and `eventdir-CMD.1` (`eventdir-CMD-SUB.1`) for each subcommand.
 fn pages() -> Vec<(String, Vec<u8>)> {
     let root = eventdir::cli::command();
     let mut pages = vec![("eventdir.1".to_string(), render(&root))];
-    for sub in root.get_subcommands().filter(|s| s.get_name() != "help") {
-        let name = format!("eventdir-{}", sub.get_name());
-        let cmd = sub.clone().name(&*name.clone().leak());
-        pages.push((format!("{name}.1"), render(&cmd)));
-    }
+    add_subcommands(&root, "eventdir", &mut pages);
     pages
 }
+
+fn add_subcommands(parent: &clap::Command, prefix: &str, pages: &mut Vec<(String, Vec<u8>)>) {
+    for sub in parent.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("{prefix}-{}", sub.get_name());
+        let cmd = sub.clone().name(&*name.clone().leak());
+        pages.push((format!("{name}.1"), render(&cmd)));
+        add_subcommands(sub, &name, pages);
+    }
+}
+
 
 #[test]
 fn man_pages_are_up_to_date() {

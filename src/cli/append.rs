@@ -9,6 +9,11 @@ use crate::{DocId, Error, Result, json, patch, state};
 ///
 /// The event is durable (fsynced) before it is printed. --type can be left out: --data means
 /// create, --patch or --set mean update. A refused request writes nothing.
+///
+/// When the document's type has a schema (`eventdir schema set`), the new state must conform
+/// to it. An update to a document written under an older schema version first appends a
+/// `migrate` event (the effect of the migrations in between, as a JSON Patch), so two lines
+/// are printed: the migrate event, then the update.
 #[derive(clap::Args, Debug)]
 #[command(after_help = concat!("Examples:
   eventdir append order:42 --data '{\"status\":\"open\",\"qty\":1}'
@@ -69,7 +74,9 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
         );
     }
     let mut out = super::output::Output::new();
-    out.line(&appended.event.line)?;
+    for event in &appended.events {
+        out.line(&event.line)?;
+    }
     out.flush()?;
     Ok(ExitCode::Success)
 }

@@ -1,16 +1,20 @@
+use super::output::Output;
 use super::{Context, exit_codes};
 use crate::exit_code::ExitCode;
-use crate::state::{self, Point};
-use crate::{DocId, Error, Result, time};
+use crate::state::{self, DocState, Point};
+use crate::{DocId, Error, Folder, Result, time};
 
 /// Print a document's state as of a seq or an instant, with the seq and schema stamp in effect.
 ///
 /// --time T gives the state after the last event at or before T. Without DOC, --time prints
 /// every document that existed at T, one JSON line each (documents created later are left out).
+/// With --with-schema, each line also holds "schema_document": the state of the type's schema
+/// document at the event's stamp (the JSON Schema and migration it conformed to), or null.
 #[derive(clap::Args, Debug)]
 #[command(after_help = concat!("Examples:
   eventdir at order:42 --seq 3
   eventdir at order:42 --time 2026-11-23T12:00:00Z
+  eventdir at order:42 --seq 0 --with-schema | jq .schema_document.state.json_schema
   eventdir at --time 2026-11-01T00:00:00Z > november-1st.ndjson
 
 ", exit_codes!()))]
@@ -28,6 +32,9 @@ pub struct Args {
     /// The state after the last event at or before this RFC 3339 time
     #[arg(long, value_name = "TIME")]
     time: Option<String>,
+    /// Add the schema document's state at the event's stamp
+    #[arg(long)]
+    with_schema: bool,
 }
 
 pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
@@ -44,7 +51,7 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
             let state = state::at(&folder, &doc, &point)?.ok_or_else(|| Error::NotFound {
                 doc: doc.to_string(),
             })?;
-            out.json(&state.view(&doc))?;
+            print(&mut out, &folder, &doc, &state, args.with_schema)?;
         }
         None => {
             if matches!(point, Point::Seq(_)) {
@@ -55,7 +62,7 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
             }
             for doc in folder.documents()? {
                 match state::at(&folder, &doc, &point) {
-                    Ok(Some(state)) => out.json(&state.view(&doc))?,
+                    Ok(Some(state)) => print(&mut out, &folder, &doc, &state, args.with_schema)?,
                     Ok(None) | Err(Error::NoSuchPoint { .. }) => {}
                     Err(e) => return Err(e),
                 }
@@ -64,4 +71,34 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::Success)
+}
+
+/// Prints a state, with the schema document's state at its stamp when asked.
+fn print(
+    out: &mut Output,
+    folder: &Folder,
+    doc: &DocId,
+    state: &DocState,
+    with_schema: bool,
+) -> Result<()> {
+    if !with_schema {
+        return out.json(&state.view(doc));
+    }
+    let schema_document = match (doc.schema_doc(), state.schema) {
+        (Some(schema_doc), Some(stamp)) => {
+            let schema = state::at(folder, &schema_doc, &Point::Seq(stamp))?.ok_or_else(|| {
+                Error::NoSuchPoint {
+                    doc: doc.to_string(),
+                    reason: format!(
+                        "its stamp {stamp} does not resolve: {schema_doc} does not exist"
+                    ),
+                }
+            })?;
+            serde_json::json!({"doc": schema_doc.as_str(), "seq": schema.seq, "state": schema.state})
+        }
+        _ => serde_json::Value::Null,
+    };
+    let mut value = serde_json::to_value(state.view(doc)).expect("a view serialises");
+    value["schema_document"] = schema_document;
+    out.json(&value)
 }

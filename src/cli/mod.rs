@@ -7,8 +7,10 @@ mod get;
 mod init;
 mod log;
 mod ls;
+mod migrate;
 mod output;
 mod replay;
+mod schema;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -73,6 +75,8 @@ enum Command {
     At(at::Args),
     Ls(ls::Args),
     Verify(verify::Args),
+    Schema(schema::Args),
+    Migrate(migrate::Args),
 }
 
 /// What every subcommand gets: the folder option.
@@ -113,6 +117,8 @@ pub fn main() -> std::process::ExitCode {
         Command::At(args) => at::run(args, &context),
         Command::Ls(args) => ls::run(args, &context),
         Command::Verify(args) => verify::run(args, &context),
+        Command::Schema(args) => schema::run(args, &context),
+        Command::Migrate(args) => migrate::run(args, &context),
     };
     let code = match result {
         Ok(code) => code,

@@ -15,6 +15,10 @@ use crate::{Error, Folder, Result};
 /// finished) is reported but is not a failure: the next append removes it. Files under
 /// streams/ that eventdir did not write are reported as foreign.
 ///
+/// Every schema stamp must resolve to an event of the folder's own sys:schema:TYPE stream;
+/// documents written under an older schema version than the current one are reported as
+/// lagging (a warning, not a failure).
+///
 /// The digest is SHA-256 over every stream's head (FORMAT.md): keep it, or a checkpoint,
 /// outside the folder to detect a stream that was cut short or rolled back, which no hash
 /// chain can show by itself. With DOC arguments, only those streams are checked and digested.
@@ -55,6 +59,14 @@ struct JsonReport {
     foreign: Vec<String>,
     checkpoint_mismatches: Vec<JsonMismatch>,
     digest_mismatch: Option<String>,
+    lagging: Vec<JsonLagging>,
+}
+
+#[derive(Serialize)]
+struct JsonLagging {
+    doc: String,
+    schema: Option<u64>,
+    current_schema: u64,
 }
 
 #[derive(Serialize)]
@@ -178,6 +190,15 @@ fn to_json(
         foreign: report.foreign.iter().map(|p| relative(folder, p)).collect(),
         checkpoint_mismatches,
         digest_mismatch,
+        lagging: report
+            .lagging
+            .iter()
+            .map(|l| JsonLagging {
+                doc: l.doc.to_string(),
+                schema: l.stamp,
+                current_schema: l.current,
+            })
+            .collect(),
     }
 }
 
@@ -205,6 +226,15 @@ fn human(report: &JsonReport) -> Vec<String> {
         lines.push(format!(
             "TORN {}: {} bytes {after} from an append that never finished (never acknowledged; the next append removes them)",
             t.doc, t.bytes
+        ));
+    }
+    for l in &report.lagging {
+        let stamp = l
+            .schema
+            .map_or("no schema".to_string(), |s| format!("schema seq {s}"));
+        lines.push(format!(
+            "LAGGING {}: written under {stamp}; the current schema is seq {} (`eventdir migrate` brings it up to date)",
+            l.doc, l.current_schema
         ));
     }
     for path in &report.foreign {

@@ -12,4 +12,5 @@ mod log;
 mod ls;
 mod properties;
 mod replay;
+mod schema;
 mod verify;
