@@ -4,13 +4,16 @@
 //! The protocol, and what a crash at each step leaves behind:
 //! 1. open (or create) the stream file and take its exclusive lock — a crash leaves at most an
 //!    empty file, which is a stream without events;
-//! 2. take the schema stream's shared lock and read its last seq for the stamp;
+//! 2. take the schema stream's shared lock and read the schema history for the stamp;
 //! 3. read the tail from the end of the file; bytes after the last newline are a torn tail from
-//!    an append that never finished, so they are truncated (fsynced) and reported;
-//! 4. check `--expect` and the document's state, apply the patch to a copy of the state;
-//! 5. write the line in one `write` call — a failure truncates back to the old length, a crash
-//!    leaves a torn tail that step 3 of the next append removes;
-//! 6. fsync the file, and for a new stream its directories — only then is the event
+//!    an append that never finished;
+//! 4. check `--expect`, the document's state and the schema; compute the new state from a
+//!    copy (migrated first when the document lags its schema) — a refusal stops here and
+//!    changes nothing, not even a torn tail;
+//! 5. truncate a torn tail (fsynced, reported), then write the line(s) in one `write` call — a
+//!    failure truncates back to the old length, a crash leaves a torn tail that the next
+//!    append removes;
+//! 6. fsync the file, and for a new stream its directories — only then are the events
 //!    acknowledged (printed, exit 0);
 //! 7. refresh the snapshot when it lags (derived data: losing it loses nothing).
 
@@ -136,18 +139,20 @@ fn append_locked(
     let doc = &request.doc;
     let (history, _schema_lock) = schema_context(folder, doc)?;
     let tail = read_tail(file, path, doc, folder.max_event_bytes())?;
-    let repaired_tail = (tail.partial_len > 0).then_some(tail.partial_len);
-    if repaired_tail.is_some() {
-        fsio::truncate(file, path, tail.complete_len)?;
-    }
     let last = tail.last.as_ref();
     let planned = plan(folder, request, last, Some((file, path)), history.as_ref())?;
     if planned.bytes.is_empty() {
         return Ok(Appended {
             events: Vec::new(),
-            repaired_tail,
+            repaired_tail: None,
         });
     }
+    // Only a request that will be written removes a torn tail: a refusal changes nothing.
+    let repaired_tail = (tail.partial_len > 0).then_some(tail.partial_len);
+    if repaired_tail.is_some() {
+        fsio::truncate(file, path, tail.complete_len)?;
+    }
+
     fsio::append_or_roll_back(file, path, tail.complete_len, planned.bytes.as_bytes())?;
     if let Err(e) = fsio::sync_file(file, path) {
         // Not acknowledged: try to take the lines back; the error stands either way.

@@ -162,9 +162,8 @@ impl StoredEvent {
     }
 
     /// The `data` member, parsed.
-    pub fn data(&self) -> Value {
-        serde_json::from_str(self.data_text())
-            .expect("data was checked to be JSON when the line was parsed")
+    pub fn data(&self) -> Result<Value, String> {
+        serde_json::from_str(self.data_text()).map_err(|e| format!("data cannot be read: {e}"))
     }
 
     /// The event hash in hex.
@@ -239,6 +238,8 @@ pub fn parse_line(line: String, doc: &DocId, prev: &Hash) -> Result<StoredEvent,
     if payload_digest(&salt, data_text.as_bytes()) != data_hash {
         return Err("data does not match data_hash".to_string());
     }
+    crate::json::check_readable(data_text).map_err(|e| format!("data cannot be read: {e}"))?;
+
     let hash = chain_hash(prev, &line.as_bytes()[..start], &data_hash);
     let expected_tail = format!(",\"hash\":\"{}\"}}", hex::encode(hash));
     if line[data.end..] != expected_tail {
@@ -300,7 +301,7 @@ mod tests {
         let line = encoded.line.trim_end_matches('\n').to_string();
         let event = parse_line(line, &doc, &ZERO_HASH).unwrap();
         assert_eq!(event.hash, encoded.hash);
-        assert_eq!(event.data(), json!({"status": "open", "qty": 1}));
+        assert_eq!(event.data().unwrap(), json!({"status": "open", "qty": 1}));
         assert_eq!(event.data_text(), r#"{"qty":1,"status":"open"}"#);
         assert!(parse_line(encoded.line.trim_end().to_string(), &doc, &[1; 32]).is_err());
     }

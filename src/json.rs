@@ -109,7 +109,75 @@ fn numbers_equal(x: &Number, y: &Number) -> bool {
     false
 }
 
+/// Checks that `text` parses into a `serde_json::Value` (numbers in range, nesting within
+/// serde_json's limit) without building it: what every reader of a stored line relies on.
+pub fn check_readable(text: &str) -> Result<(), String> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    Readable::deserialize(&mut de)
+        .and_then(|_| de.end())
+        .map_err(|e| e.to_string())
+}
+
+/// Visits every value through `deserialize_any`, which (unlike `IgnoredAny`) converts numbers
+/// and so refuses one out of range.
+struct Readable;
+
+impl<'de> Deserialize<'de> for Readable {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(ReadableVisitor)
+            .map(|()| Readable)
+    }
+}
+
+struct ReadableVisitor;
+
+impl<'de> Visitor<'de> for ReadableVisitor {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<Readable>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key::<de::IgnoredAny>()?.is_some() {
+            map.next_value::<Readable>()?;
+        }
+        Ok(())
+    }
+}
+
 /// A `serde_json::Value` that refuses duplicate object keys while it is parsed.
+
 struct StrictValue(Value);
 
 impl<'de> Deserialize<'de> for StrictValue {
@@ -218,6 +286,14 @@ mod tests {
     fn canonical_form_sorts_members_and_is_compact() {
         let value = parse_strict(br#"{ "b": 1, "a": [1.0, 2, "x"] }"#, "x").unwrap();
         assert_eq!(canonical(&value), r#"{"a":[1.0,2,"x"],"b":1}"#);
+    }
+
+    #[test]
+    fn readable_refuses_what_value_cannot_hold() {
+        assert!(check_readable(r#"{"a":[1,2.5,"x",null,true,{"b":-3}]}"#).is_ok());
+        assert!(check_readable("[1e400]").is_err());
+        assert!(check_readable(r#"{"a":-1e999}"#).is_err());
+        assert!(check_readable(&("[".repeat(200) + &"]".repeat(200))).is_err());
     }
 
     #[test]

@@ -67,12 +67,14 @@ impl DocState {
     pub fn apply(&mut self, event: &StoredEvent) -> Result<(), String> {
         match event.kind {
             EventType::Create => {
-                self.state = event.data();
+                self.state = event.data()?;
+
                 self.deleted = false;
             }
             EventType::Update | EventType::Migrate => {
                 let patch =
-                    patch::parse(event.data(), "stored patch").map_err(|e| e.to_string())?;
+                    patch::parse(event.data()?, "stored patch").map_err(|e| e.to_string())?;
+
                 let next = patch::apply(&self.state, &patch)?;
                 if !next.is_object() {
                     return Err(

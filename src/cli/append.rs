@@ -163,10 +163,22 @@ fn parse_sets(sets: &[String]) -> Result<Vec<(String, Value)>> {
             if field.is_empty() {
                 return Err(Error::input("--set", format!("{set:?} has an empty FIELD")));
             }
-            let value = json::parse_strict(value.as_bytes(), "--set VALUE")
-                .unwrap_or_else(|_| Value::String(value.to_string()));
-            json::check_depth(&value, "--set VALUE")?;
+            let value = match json::parse_strict(value.as_bytes(), "--set VALUE") {
+                Ok(value) => value,
+                // JSON that breaks eventdir's rules (duplicate keys, too deep) is refused
+                // rather than quietly stored as a string.
+                Err(e) if is_json_syntax(value) => return Err(e),
+                Err(_) => Value::String(value.to_string()),
+            };
             Ok((field.to_string(), value))
         })
         .collect()
+}
+
+/// Whether `text` is JSON by syntax alone (nesting too deep to parse counts as JSON).
+fn is_json_syntax(text: &str) -> bool {
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) => true,
+        Err(e) => e.to_string().starts_with("recursion limit exceeded"),
+    }
 }
