@@ -177,7 +177,6 @@ impl<'de> Visitor<'de> for ReadableVisitor {
 }
 
 /// A `serde_json::Value` that refuses duplicate object keys while it is parsed.
-
 struct StrictValue(Value);
 
 impl<'de> Deserialize<'de> for StrictValue {

@@ -28,7 +28,6 @@ fn add_subcommands(parent: &clap::Command, prefix: &str, pages: &mut Vec<(String
     }
 }
 
-
 #[test]
 fn man_pages_are_up_to_date() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
