@@ -110,6 +110,16 @@ pub struct Appended {
 /// Appends to `request.doc`'s stream, durably. On any error nothing is written.
 pub fn append(folder: &Folder, request: &Request) -> Result<Appended> {
     let doc = &request.doc;
+    if let Some(origin) = &folder.manifest().replica_of {
+        return Err(Error::input(
+            doc.as_str(),
+            format!(
+                "{} is a replica of folder {origin}; write to the origin and ship its events with `eventdir export | eventdir apply`",
+                folder.root().display()
+            ),
+        ));
+    }
+
     let path = folder.stream_path(doc);
     if fsio::open_read(&path)?.is_none() {
         // Judge the request against an empty stream before creating anything, so that a
@@ -160,7 +170,9 @@ fn append_locked(
         return Err(e);
     }
     if last.is_none() {
-        sync_stream_dirs(folder, path)?;
+        // The file's name must be as durable as its first event, even if the process that
+        // created the file died before it could fsync the directories.
+        fsio::sync_parents(path, &folder.streams_dir())?;
     }
     let mut prev = last.map_or(crate::event::ZERO_HASH, |e| e.hash);
     let mut events = Vec::new();
@@ -387,19 +399,4 @@ fn schema_context(folder: &Folder, doc: &DocId) -> Result<(Option<History>, Opti
     fsio::lock_shared(&file, &path)?;
     let history = History::load(folder, schema_doc.schema_of().expect("a schema id"))?;
     Ok((history, Some(file)))
-}
-
-/// fsyncs the directories that hold a new stream file, up to `streams/`, so that the file's
-/// name is as durable as its first event even if the process that created it died before.
-fn sync_stream_dirs(folder: &Folder, path: &Path) -> Result<()> {
-    let streams = folder.streams_dir();
-    let mut dir = path.parent();
-    while let Some(d) = dir {
-        fsio::sync_dir(d)?;
-        if d == streams {
-            break;
-        }
-        dir = d.parent();
-    }
-    Ok(())
 }

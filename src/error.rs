@@ -96,7 +96,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// A copy (clone target or replica) whose stream is not a prefix of its source's.
+    #[error(
+        "{doc}: {reason} (the copy diverged from its source; nothing of this stream was written)"
+    )]
+    Diverged { doc: String, reason: String },
+
     /// `verify` found problems; they were reported one by one before this summary.
+
     #[error("verify failed: {summary}")]
     VerifyFailed { summary: String },
 

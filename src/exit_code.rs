@@ -36,7 +36,7 @@ impl ExitCode {
             | SchemaViolation { .. }
             | MigrationFailed { .. } => ExitCode::BadInput,
             ExpectFailed { .. } => ExitCode::ExpectFailed,
-            Corrupt { .. } | VerifyFailed { .. } => ExitCode::Integrity,
+            Corrupt { .. } | VerifyFailed { .. } | Diverged { .. } => ExitCode::Integrity,
             NotFound { .. } | NoSuchPoint { .. } => ExitCode::NotFound,
             NotAFolder { .. } | NewerFormat { .. } | BadManifest { .. } | Io { .. } => {
                 ExitCode::Failure

@@ -32,6 +32,10 @@ pub struct Manifest {
     /// readers refuse longer lines, so no line can exhaust memory.
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: u64,
+    /// For a replica (built by `eventdir apply`): the folder id of its origin. A replica takes
+    /// events only from its origin's export stream; `append` refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_of: Option<String>,
 }
 
 /// The default limit of an event line: 16 MiB.
@@ -57,6 +61,22 @@ pub struct Foreign {
 impl Folder {
     /// Creates a folder in `dir` (created if missing). Refuses a directory that already is one.
     pub fn init(dir: &Path, max_event_bytes: u64) -> Result<Folder> {
+        let manifest = Manifest {
+            format: "eventdir".to_string(),
+            version: FORMAT_VERSION,
+            folder_id: uuid::Uuid::new_v4().to_string(),
+            created: time::now(),
+            max_event_bytes,
+            replica_of: None,
+        };
+        let mut text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+        text.push('\n');
+        Folder::create(dir, text.as_bytes())
+    }
+
+    /// Creates a folder in `dir` with exactly these manifest bytes (a clone keeps its origin's
+    /// manifest byte for byte). Refuses a directory that already is a folder.
+    pub fn create(dir: &Path, manifest_text: &[u8]) -> Result<Folder> {
         let manifest_path = dir.join(MANIFEST);
         if fs::symlink_metadata(&manifest_path).is_ok() {
             return Err(Error::input(
@@ -73,20 +93,8 @@ impl Folder {
             fsio::sync_dir(parent)?;
         }
         fsio::create_dirs(dir, &dir.join(STREAMS))?;
-        let manifest = Manifest {
-            format: "eventdir".to_string(),
-            version: FORMAT_VERSION,
-            folder_id: uuid::Uuid::new_v4().to_string(),
-            created: time::now(),
-            max_event_bytes,
-        };
-        let mut text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
-        text.push('\n');
-        fsio::write_atomic(&manifest_path, text.as_bytes(), true)?;
-        Ok(Folder {
-            root: dir.to_path_buf(),
-            manifest,
-        })
+        fsio::write_atomic(&manifest_path, manifest_text, true)?;
+        Folder::open(dir)
     }
 
     /// Opens the folder in `dir`, refusing a directory without a manifest or with a newer format.
@@ -134,6 +142,11 @@ impl Folder {
     /// The manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The manifest file's path.
+    pub fn manifest_path(&self) -> PathBuf {
+        self.root.join(MANIFEST)
     }
 
     /// The longest event line this folder stores.

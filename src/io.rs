@@ -195,6 +195,51 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     handle.sync_all().map_err(Error::io("fsync directory", dir))
 }
 
+/// A pending `syncfs` of the file system holding a directory. It is opened before the writes
+/// it covers, because `syncfs` reports the write-back errors seen since its descriptor was
+/// opened.
+pub struct FilesystemSync {
+    handle: File,
+    dir: PathBuf,
+}
+
+impl FilesystemSync {
+    /// Starts covering the file system that holds `dir`.
+    pub fn begin(dir: &Path) -> Result<FilesystemSync> {
+        let handle = File::open(dir).map_err(Error::io("open directory", dir))?;
+        Ok(FilesystemSync {
+            handle,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Makes everything written since [`FilesystemSync::begin`] durable, names included.
+    pub fn finish(self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs only reads the descriptor, which `self.handle` keeps open.
+        if unsafe { libc::syncfs(self.handle.as_raw_fd()) } != 0 {
+            return Err(Error::io("sync the file system of", &self.dir)(
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// fsyncs every directory from `path`'s parent up to and including `top`, so that a new file's
+/// name is as durable as its contents.
+pub fn sync_parents(path: &Path, top: &Path) -> Result<()> {
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        sync_dir(d)?;
+        if d == top {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
 /// Replaces `path` with `bytes` atomically: a temporary file beside it, renamed over it. With
 /// `durable`, the data and the rename are fsynced; derived files skip that because they are
 /// checked when read.

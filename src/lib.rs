@@ -4,11 +4,14 @@
 //! into calls on it. The on-disk format is specified byte-exactly in FORMAT.md.
 
 pub mod append;
+pub mod apply;
 pub mod cli;
+pub mod clone;
 pub mod doc_id;
 pub mod error;
 pub mod event;
 pub mod exit_code;
+pub mod export;
 pub mod folder;
 pub mod io;
 pub mod json;

@@ -22,6 +22,7 @@ pub struct StreamReader {
     prev_timestamp: String,
     max_line: usize,
     partial: Option<u64>,
+    end: u64,
     buf: Vec<u8>,
 }
 
@@ -86,8 +87,16 @@ impl StreamReader {
             prev_timestamp: position.prev_timestamp,
             max_line,
             partial: None,
+            end: u64::MAX,
             buf: Vec::new(),
         })
+    }
+
+    /// Stops the reader at byte `end` (a line boundary recorded earlier): lines appended after
+    /// it are left for a later reader.
+    pub fn stop_at(mut self, end: u64) -> StreamReader {
+        self.end = end;
+        self
     }
 
     /// The stream file's path.
@@ -119,7 +128,7 @@ impl StreamReader {
 
     /// The next event, `None` at the end of the complete lines.
     pub fn next_event(&mut self) -> Result<Option<StoredEvent>> {
-        if self.partial.is_some() {
+        if self.partial.is_some() || self.offset >= self.end {
             return Ok(None);
         }
         self.buf.clear();

@@ -2,7 +2,10 @@
 //! its arguments into engine calls and prints JSON or NDJSON on stdout; messages go to stderr.
 
 mod append;
+mod apply;
 mod at;
+mod clone;
+mod export;
 mod get;
 mod init;
 mod log;
@@ -77,6 +80,9 @@ enum Command {
     Verify(verify::Args),
     Schema(schema::Args),
     Migrate(migrate::Args),
+    Clone(clone::Args),
+    Export(export::Args),
+    Apply(apply::Args),
 }
 
 /// What every subcommand gets: the folder option.
@@ -119,6 +125,9 @@ pub fn main() -> std::process::ExitCode {
         Command::Verify(args) => verify::run(args, &context),
         Command::Schema(args) => schema::run(args, &context),
         Command::Migrate(args) => migrate::run(args, &context),
+        Command::Clone(args) => clone::run(args, &context),
+        Command::Export(args) => export::run(args, &context),
+        Command::Apply(args) => apply::run(args, &context),
     };
     let code = match result {
         Ok(code) => code,

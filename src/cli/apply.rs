@@ -1,0 +1,91 @@
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use super::exit_codes;
+use crate::apply::Applier;
+use crate::exit_code::ExitCode;
+use crate::{Error, Result};
+
+/// Build or update a one-way replica from an export stream on stdin.
+///
+/// Reads `eventdir export` (or `eventdir tail`) lines. Each event is accepted only if it
+/// continues its stream's chain exactly (next seq, previous hash); events the replica already
+/// holds are skipped, so re-sending is harmless. Lines are applied in batches of what is
+/// available on stdin (each stream in one write and one fsync), so a pipe from `tail --follow`
+/// is applied as it arrives. A fork or a gap refuses that stream's events of the batch and the
+/// rest of the input for that stream, nothing of it is written, and the command exits 4; other
+/// streams still apply. DIR is created as a replica of the stream's origin (marked in its
+/// manifest with "replica_of"); `append` to a replica is refused. Prints one JSON summary:
+/// applied, skipped, refused.
+#[derive(clap::Args, Debug)]
+#[command(after_help = concat!("Examples:
+  eventdir -C shop export | eventdir apply /srv/replica
+  eventdir -C shop export --cursor ship.cursor | ssh backup eventdir apply /srv/replica
+  eventdir -C shop tail --follow | eventdir apply /srv/replica
+
+", exit_codes!()))]
+pub struct Args {
+    /// The replica folder (created when missing or empty)
+    dir: PathBuf,
+}
+
+/// The most lines applied in one batch.
+const BATCH_LINES: usize = 10_000;
+
+pub fn run(args: Args, _context: &super::Context) -> Result<ExitCode> {
+    let mut applier = Applier::new(&args.dir)?;
+    let (sender, receiver) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(BATCH_LINES);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut line = Vec::new();
+            match stdin.read_until(b'\n', &mut line) {
+                Ok(0) => return,
+                Ok(_) => {
+                    if sender.send(Ok(line)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = sender.send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let mut line_no = 1;
+    while let Ok(first) = receiver.recv() {
+        // Take what is already available, up to a limit: a firehose is applied in large
+        // batches, a trickle line by line.
+        let mut batch = vec![first];
+        while batch.len() < BATCH_LINES {
+            match receiver.try_recv() {
+                Ok(line) => batch.push(line),
+                Err(_) => break,
+            }
+        }
+        let mut lines = Vec::with_capacity(batch.len());
+        for (i, line) in batch.into_iter().enumerate() {
+            let what = format!("stdin line {}", line_no + i as u64);
+            let mut line = line.map_err(|e| Error::input(&what, format!("cannot read: {e}")))?;
+            if line.pop() != Some(b'\n') {
+                return Err(Error::input(&what, "the input ends inside a line"));
+            }
+            lines
+                .push(String::from_utf8(line).map_err(|_| Error::input(&what, "not valid UTF-8"))?);
+        }
+        applier.apply_batch(&lines, line_no)?;
+        line_no += lines.len() as u64;
+    }
+    let mut out = super::output::Output::new();
+    out.json(&applier.summary)?;
+    out.flush()?;
+    if !applier.summary.refused.is_empty() {
+        for refusal in &applier.summary.refused {
+            eprintln!("eventdir: {}: refused: {}", refusal.doc, refusal.reason);
+        }
+        return Ok(ExitCode::Integrity);
+    }
+    Ok(ExitCode::Success)
+}
