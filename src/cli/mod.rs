@@ -14,6 +14,7 @@ mod migrate;
 mod output;
 mod replay;
 mod schema;
+mod tail;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -83,6 +84,7 @@ enum Command {
     Clone(clone::Args),
     Export(export::Args),
     Apply(apply::Args),
+    Tail(tail::Args),
 }
 
 /// What every subcommand gets: the folder option.
@@ -128,6 +130,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Clone(args) => clone::run(args, &context),
         Command::Export(args) => export::run(args, &context),
         Command::Apply(args) => apply::run(args, &context),
+        Command::Tail(args) => tail::run(args, &context),
     };
     let code = match result {
         Ok(code) => code,
