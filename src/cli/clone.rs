@@ -68,11 +68,9 @@ impl ProgressBar {
         }
         self.last = Some(Instant::now());
         let width: u64 = 30;
-        let filled = if p.streams_total == 0 {
-            width
-        } else {
-            p.streams_done * width / p.streams_total
-        };
+        let filled = (p.streams_done * width)
+            .checked_div(p.streams_total)
+            .unwrap_or(width);
 
         let bar: String = (0..width)
             .map(|i| if i < filled { '#' } else { '.' })
