@@ -23,10 +23,10 @@ use std::path::Path;
 use json_patch::Patch;
 use serde_json::Value;
 
-use crate::event::{EventType, NewEvent, StoredEvent};
+use crate::event::{EventType, Hash, NewEvent, StoredEvent};
 use crate::schema::{History, Version};
 use crate::state::{DocState, check_new_state};
-use crate::stream::read_tail;
+use crate::stream::{Tail, read_tail};
 use crate::{DocId, Error, Folder, Result, io as fsio, snapshot, time};
 
 /// What the event does.
@@ -110,16 +110,7 @@ pub struct Appended {
 /// Appends to `request.doc`'s stream, durably. On any error nothing is written.
 pub fn append(folder: &Folder, request: &Request) -> Result<Appended> {
     let doc = &request.doc;
-    if let Some(origin) = &folder.manifest().replica_of {
-        return Err(Error::input(
-            doc.as_str(),
-            format!(
-                "{} is a replica of folder {origin}; write to the origin and ship its events with `eventdir export | eventdir apply`",
-                folder.root().display()
-            ),
-        ));
-    }
-
+    refuse_replica(folder, doc)?;
     let path = folder.stream_path(doc);
     if fsio::open_read(&path)?.is_none() {
         // Judge the request against an empty stream before creating anything, so that a
@@ -130,7 +121,7 @@ pub fn append(folder: &Folder, request: &Request) -> Result<Appended> {
             }
             None => None,
         };
-        plan(folder, request, None, None, history.as_ref())?;
+        plan(folder, request, &mut Head::empty(), None, history.as_ref())?;
     }
     let mut stream = fsio::open_locked(&folder.streams_dir(), &path)?;
     let result = append_locked(folder, request, &mut stream.file, &path);
@@ -138,6 +129,19 @@ pub fn append(folder: &Folder, request: &Request) -> Result<Appended> {
         fsio::remove_new_stream(&stream, &path);
     }
     result
+}
+
+fn refuse_replica(folder: &Folder, doc: &DocId) -> Result<()> {
+    match &folder.manifest().replica_of {
+        Some(origin) => Err(Error::input(
+            doc.as_str(),
+            format!(
+                "{} is a replica of folder {origin}; write to the origin and ship its events with `eventdir export | eventdir apply`",
+                folder.root().display()
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn append_locked(
@@ -149,112 +153,182 @@ fn append_locked(
     let doc = &request.doc;
     let (history, _schema_lock) = schema_context(folder, doc)?;
     let tail = read_tail(file, path, doc, folder.max_event_bytes())?;
-    let last = tail.last.as_ref();
-    let planned = plan(folder, request, last, Some((file, path)), history.as_ref())?;
-    if planned.bytes.is_empty() {
+    let mut head = Head::from_tail(&tail);
+    let bytes = plan(
+        folder,
+        request,
+        &mut head,
+        Some((file, path)),
+        history.as_ref(),
+    )?;
+    if bytes.is_empty() {
         return Ok(Appended {
             events: Vec::new(),
             repaired_tail: None,
         });
     }
-    // Only a request that will be written removes a torn tail: a refusal changes nothing.
-    let repaired_tail = (tail.partial_len > 0).then_some(tail.partial_len);
-    if repaired_tail.is_some() {
-        fsio::truncate(file, path, tail.complete_len)?;
-    }
-
-    fsio::append_or_roll_back(file, path, tail.complete_len, planned.bytes.as_bytes())?;
-    if let Err(e) = fsio::sync_file(file, path) {
-        // Not acknowledged: try to take the lines back; the error stands either way.
-        let _ = file.set_len(tail.complete_len);
-        return Err(e);
-    }
-    if last.is_none() {
-        // The file's name must be as durable as its first event, even if the process that
-        // created the file died before it could fsync the directories.
-        fsio::sync_parents(path, &folder.streams_dir())?;
-    }
-    let mut prev = last.map_or(crate::event::ZERO_HASH, |e| e.hash);
+    let repaired_tail = commit(folder, file, path, &tail, &bytes)?;
+    let mut prev = tail
+        .last
+        .as_ref()
+        .map_or(crate::event::ZERO_HASH, |e| e.hash);
     let mut events = Vec::new();
-    for line in planned.bytes.lines() {
+    for line in bytes.lines() {
         let event = crate::event::parse_line(line.to_string(), doc, &prev)
             .expect("a freshly encoded line parses");
         prev = event.hash;
         events.push(event);
     }
-    let event = events.last().expect("at least one event was written");
-    if let Some((state, folded)) = planned.new_state
-        && folded + events.len() as u64 >= snapshot::SNAPSHOT_EVERY
-    {
-        let state = DocState {
-            seq: event.seq,
-            hash: event.hash,
-            timestamp: event.timestamp.clone(),
-            schema: event.schema,
-            deleted: false,
-            state,
-        };
-        snapshot::store(
-            folder,
-            doc,
-            &state,
-            tail.complete_len + planned.bytes.len() as u64,
-        );
-    }
+    head.store_snapshot(folder, doc, tail.complete_len + bytes.len() as u64);
     Ok(Appended {
         events,
         repaired_tail,
     })
 }
 
-/// Encoded events, ready to write in one go.
-struct Planned {
-    /// The event lines, each with its newline; empty when there is nothing to write.
-    bytes: String,
-    /// The state after the last event and how many events were folded to compute it, when it
-    /// was computed.
-    new_state: Option<(Value, u64)>,
+/// Writes planned lines durably after the complete lines of `tail`: a torn tail is removed
+/// first (only a request that will be written removes it: a refusal changes nothing), the
+/// lines go in one write, then the file (and for a new stream its directories) is fsynced.
+/// Returns the size of the torn tail removed.
+fn commit(
+    folder: &Folder,
+    file: &mut File,
+    path: &Path,
+    tail: &Tail,
+    bytes: &str,
+) -> Result<Option<u64>> {
+    let repaired_tail = (tail.partial_len > 0).then_some(tail.partial_len);
+    if repaired_tail.is_some() {
+        fsio::truncate(file, path, tail.complete_len)?;
+    }
+    fsio::append_or_roll_back(file, path, tail.complete_len, bytes.as_bytes())?;
+    if let Err(e) = fsio::sync_file(file, path) {
+        // Not acknowledged: try to take the lines back; the error stands either way.
+        let _ = file.set_len(tail.complete_len);
+        return Err(e);
+    }
+    if tail.last.is_none() {
+        // The file's name must be as durable as its first event, even if the process that
+        // created the file died before it could fsync the directories.
+        fsio::sync_parents(path, &folder.streams_dir())?;
+    }
+    Ok(repaired_tail)
 }
 
-/// Checks `request` against the stream's last event and the schema, and encodes the events.
-/// `stream` gives the locked file to fold; without it, this is a dry run against a stream that
-/// does not exist.
+/// The last event of a stream as a planner sees it: on disk, or planned earlier in the same
+/// batch.
+#[derive(Clone, Debug)]
+struct Last {
+    seq: u64,
+    hash: Hash,
+    timestamp: String,
+    deleted: bool,
+    stamp: Option<u64>,
+}
+
+/// The end of a stream as a planner sees it.
+#[derive(Clone, Debug)]
+struct Head {
+    last: Option<Last>,
+    /// The state after `last`, once known.
+    state: Option<Value>,
+    /// Events since the last snapshot that the state was computed from.
+    since_snapshot: u64,
+}
+
+impl Head {
+    fn empty() -> Head {
+        Head {
+            last: None,
+            state: None,
+            since_snapshot: 0,
+        }
+    }
+
+    fn from_tail(tail: &Tail) -> Head {
+        let last = tail.last.as_ref().map(|e| Last {
+            seq: e.seq,
+            hash: e.hash,
+            timestamp: e.timestamp.clone(),
+            deleted: e.kind == EventType::Delete,
+            stamp: e.schema,
+        });
+        Head {
+            last,
+            state: None,
+            since_snapshot: 0,
+        }
+    }
+
+    /// Writes a snapshot when the state is known and the last one lags far enough behind.
+    fn store_snapshot(&mut self, folder: &Folder, doc: &DocId, offset: u64) {
+        let (Some(last), Some(state)) = (&self.last, &self.state) else {
+            return;
+        };
+        if self.since_snapshot < snapshot::SNAPSHOT_EVERY {
+            return;
+        }
+        let snapshot = DocState {
+            seq: last.seq,
+            hash: last.hash,
+            timestamp: last.timestamp.clone(),
+            schema: last.stamp,
+            deleted: last.deleted,
+            state: state.clone(),
+        };
+        snapshot::store(folder, doc, &snapshot, offset);
+        self.since_snapshot = 0;
+    }
+}
+
+/// Checks `request` against `head` and the schema, encodes its events, and moves `head` past
+/// them (only on success). `stream` gives the locked file to fold when the state is not known
+/// yet; without it, this is a dry run against a stream that does not exist. Returns the lines,
+/// each with its newline (empty when there is nothing to write).
 fn plan(
     folder: &Folder,
     request: &Request,
-    last: Option<&StoredEvent>,
+    head: &mut Head,
     stream: Option<(&File, &Path)>,
     history: Option<&History>,
-) -> Result<Planned> {
+) -> Result<String> {
     let doc = &request.doc;
+    let last = head.last.as_ref();
     request.expect.check(doc, last.map(|e| e.seq))?;
-    let live = last.is_some_and(|e| e.kind != EventType::Delete);
+    let live = last.is_some_and(|e| !e.deleted);
     let current = history.map(History::current);
     let stamp = current.map(|v| v.seq);
-    // The state the request starts from: folded, and migrated when it lags its schema.
+    // The state the request starts from: known or folded, and migrated when it lags.
     let mut start = None;
+    let mut since_snapshot = head.since_snapshot;
     if matches!(request.action, Action::Update(_) | Action::Migrate) {
         require_live(doc, last, live)?;
-        let (file, path) = stream.expect("a live document has a stream");
-        let folded = snapshot::fold_file(folder, doc, file, path.to_path_buf())?
-            .expect("a live document has events");
+        let last = last.expect("a live document has a last event");
+        let state = match &head.state {
+            Some(state) => state.clone(),
+            None => {
+                let (file, path) = stream.expect("a live document has a stream");
+                let folded = snapshot::fold_file(folder, doc, file, path.to_path_buf())?
+                    .expect("a live document has events");
+                since_snapshot = folded.events_folded;
+                folded.state.state
+            }
+        };
         let migrated = match (history, stamp) {
-            (Some(history), Some(to)) if folded.state.schema != Some(to) => {
-                let migrated = history
-                    .migrate(&folded.state.state, folded.state.schema, to)
-                    .map_err(|reason| Error::MigrationFailed {
+            (Some(history), Some(to)) if last.stamp != Some(to) => {
+                Some(history.migrate(&state, last.stamp, to).map_err(|reason| {
+                    Error::MigrationFailed {
                         doc: doc.to_string(),
                         reason,
-                    })?;
-                Some(migrated)
+                    }
+                })?)
             }
             _ => None,
         };
-        start = Some((folded, migrated));
+        start = Some((state, migrated));
     }
     let mut events: Vec<(EventType, Value)> = Vec::new();
-    let mut new_state = None;
-    match &request.action {
+    let new_state = match &request.action {
         Action::Create(state) => {
             if let Some(last) = last.filter(|_| live) {
                 return Err(Error::StateConflict {
@@ -267,23 +341,25 @@ fn plan(
             }
             conform(doc, current, state)?;
             events.push((EventType::Create, state.clone()));
+            Some(state.clone())
         }
         Action::Delete => {
             require_live(doc, last, live)?;
             events.push((EventType::Delete, Value::Null));
+            head.state.clone()
         }
         Action::Update(patch) => {
-            let (folded, migrated) = start.expect("an update starts from a state");
+            let (state, migrated) = start.expect("an update starts from a state");
             let base = match &migrated {
                 Some(migrated) => {
-                    events.push((EventType::Migrate, diff(&folded.state.state, migrated)));
+                    events.push((EventType::Migrate, diff(&state, migrated)));
                     migrated
                 }
-                None => &folded.state.state,
+                None => &state,
             };
             let next = crate::patch::apply(base, patch).map_err(|reason| Error::PatchFailed {
                 doc: doc.to_string(),
-                seq: folded.state.seq,
+                seq: last.map_or(0, |e| e.seq),
                 reason,
             })?;
             check_new_state(&next, "the patched document")?;
@@ -292,17 +368,20 @@ fn plan(
                 EventType::Update,
                 serde_json::to_value(patch).expect("a patch serialises"),
             ));
-            new_state = Some((next, folded.events_folded));
+            Some(next)
         }
         Action::Migrate => {
-            let (folded, migrated) = start.expect("a migration starts from a state");
-            if let Some(migrated) = migrated {
-                conform(doc, current, &migrated)?;
-                events.push((EventType::Migrate, diff(&folded.state.state, &migrated)));
-                new_state = Some((migrated, folded.events_folded));
+            let (state, migrated) = start.expect("a migration starts from a state");
+            match migrated {
+                Some(migrated) => {
+                    conform(doc, current, &migrated)?;
+                    events.push((EventType::Migrate, diff(&state, &migrated)));
+                    Some(migrated)
+                }
+                None => Some(state),
             }
         }
-    }
+    };
     let now = time::now();
     let timestamp = match last {
         Some(e) if e.timestamp > now => e.timestamp.clone(),
@@ -312,6 +391,7 @@ fn plan(
     let first_seq = last.map_or(0, |e| e.seq + 1);
     let mut bytes = String::new();
     let limit = folder.max_event_bytes();
+    let mut next_last = head.last.clone();
     for (seq, (kind, data)) in (first_seq..).zip(&events) {
         let data = (*kind != EventType::Delete).then_some(data);
         // The client's meta describes its own event, not the migration eventdir adds.
@@ -329,7 +409,6 @@ fn plan(
             meta,
             data,
         };
-
         let encoded = new.encode(&prev);
         if encoded.line.len() > limit {
             return Err(Error::EventTooLarge {
@@ -340,9 +419,18 @@ fn plan(
         }
         bytes.push_str(&encoded.line);
         prev = encoded.hash;
+        next_last = Some(Last {
+            seq,
+            hash: encoded.hash,
+            timestamp: timestamp.clone(),
+            deleted: *kind == EventType::Delete,
+            stamp,
+        });
     }
-
-    Ok(Planned { bytes, new_state })
+    head.last = next_last;
+    head.state = new_state;
+    head.since_snapshot = since_snapshot + events.len() as u64;
+    Ok(bytes)
 }
 
 /// The RFC 6902 patch from `old` to `new`, as stored in a `migrate` event.
@@ -369,7 +457,7 @@ fn conform(doc: &DocId, version: Option<&Version>, state: &Value) -> Result<()> 
         })
 }
 
-fn require_live(doc: &DocId, last: Option<&StoredEvent>, live: bool) -> Result<()> {
+fn require_live(doc: &DocId, last: Option<&Last>, live: bool) -> Result<()> {
     match last {
         None => Err(Error::NotFound {
             doc: doc.to_string(),
