@@ -131,7 +131,7 @@ pub fn append(folder: &Folder, request: &Request) -> Result<Appended> {
     result
 }
 
-fn refuse_replica(folder: &Folder, doc: &DocId) -> Result<()> {
+pub(crate) fn refuse_replica(folder: &Folder, doc: &DocId) -> Result<()> {
     match &folder.manifest().replica_of {
         Some(origin) => Err(Error::input(
             doc.as_str(),
@@ -190,7 +190,7 @@ fn append_locked(
 /// first (only a request that will be written removes it: a refusal changes nothing), the
 /// lines go in one write, then the file (and for a new stream its directories) is fsynced.
 /// Returns the size of the torn tail removed.
-fn commit(
+pub(crate) fn commit(
     folder: &Folder,
     file: &mut File,
     path: &Path,
@@ -228,7 +228,7 @@ struct Last {
 
 /// The end of a stream as a planner sees it.
 #[derive(Clone, Debug)]
-struct Head {
+pub(crate) struct Head {
     last: Option<Last>,
     /// The state after `last`, once known.
     state: Option<Value>,
@@ -245,7 +245,7 @@ impl Head {
         }
     }
 
-    fn from_tail(tail: &Tail) -> Head {
+    pub(crate) fn from_tail(tail: &Tail) -> Head {
         let last = tail.last.as_ref().map(|e| Last {
             seq: e.seq,
             hash: e.hash,
@@ -261,7 +261,7 @@ impl Head {
     }
 
     /// Writes a snapshot when the state is known and the last one lags far enough behind.
-    fn store_snapshot(&mut self, folder: &Folder, doc: &DocId, offset: u64) {
+    pub(crate) fn store_snapshot(&mut self, folder: &Folder, doc: &DocId, offset: u64) {
         let (Some(last), Some(state)) = (&self.last, &self.state) else {
             return;
         };
@@ -285,7 +285,7 @@ impl Head {
 /// them (only on success). `stream` gives the locked file to fold when the state is not known
 /// yet; without it, this is a dry run against a stream that does not exist. Returns the lines,
 /// each with its newline (empty when there is nothing to write).
-fn plan(
+pub(crate) fn plan(
     folder: &Folder,
     request: &Request,
     head: &mut Head,
@@ -476,7 +476,10 @@ fn require_live(doc: &DocId, last: Option<&Last>, live: bool) -> Result<()> {
 /// The schema history of `doc`'s type, read under the schema stream's shared lock, which the
 /// caller holds (the returned file) until its events are durable: no schema change can slip in
 /// between the stamp and the write.
-fn schema_context(folder: &Folder, doc: &DocId) -> Result<(Option<History>, Option<File>)> {
+pub(crate) fn schema_context(
+    folder: &Folder,
+    doc: &DocId,
+) -> Result<(Option<History>, Option<File>)> {
     let Some(schema_doc) = doc.schema_doc() else {
         return Ok((None, None));
     };

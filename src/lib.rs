@@ -5,6 +5,7 @@
 
 pub mod append;
 pub mod apply;
+pub mod batch;
 pub mod cli;
 pub mod clone;
 pub mod doc_id;

@@ -14,6 +14,18 @@ use crate::{DocId, Error, Result, json, patch, state};
 /// to it. An update to a document written under an older schema version first appends a
 /// `migrate` event (the effect of the migrations in between, as a JSON Patch), so two lines
 /// are printed: the migrate event, then the update.
+///
+/// With --batch, stdin holds one request per line: {"doc": "order:1", "type": "update",
+/// "data": [...], "expect": 7, "meta": {...}} — "data" is the state for create and the patch
+/// for update, "set" (an object of FIELD: VALUE) may replace the patch, "type" may be left out
+/// as with the options, "expect" is a seq, "none" or "any". Requests are committed in groups
+/// of whatever input is available: each stream touched gets one write and one fsync per group,
+/// so a firehose is committed in large groups and a line-at-a-time pipe line by line, without
+/// waiting for more input. One result line per request, in order, printed once its event is
+/// durable: the stored event (for a request that also migrated the document, the requested
+/// event), or {"error": {"code": N, "message": "..."}, "line": N} for a refused request, which
+/// writes nothing while the other requests still apply. Exits with the code of the first
+/// refused request, or 0.
 #[derive(clap::Args, Debug)]
 #[command(after_help = concat!("Examples:
   eventdir append order:42 --data '{\"status\":\"open\",\"qty\":1}'
@@ -21,11 +33,18 @@ use crate::{DocId, Error, Result, json, patch, state};
   eventdir append order:42 --patch '[{\"op\":\"remove\",\"path\":\"/qty\"}]'
   eventdir append order:42 --type delete --meta '{\"actor\":\"alice\"}'
   echo '{\"text\":\"hello\"}' | eventdir append note:1 --data -
+  printf '%s\\n' '{\"doc\":\"order:1\",\"data\":{\"qty\":1}}' '{\"doc\":\"order:1\",\"set\":{\"qty\":2}}' | eventdir append --batch
 
 ", exit_codes!()))]
 pub struct Args {
     /// The document, TYPE:ID (e.g. order:42)
-    doc: String,
+    #[arg(required_unless_present = "batch")]
+    doc: Option<String>,
+
+    /// Read many requests from stdin, one JSON object a line, and print one result line each
+    /// (see DESCRIPTION)
+    #[arg(long, conflicts_with_all = ["doc", "kind", "data", "patch", "set", "expect", "meta"])]
+    batch: bool,
 
     /// What the event does
     #[arg(long = "type", value_enum, value_name = "TYPE")]
@@ -45,8 +64,8 @@ pub struct Args {
     set: Vec<String>,
 
     /// Append only if the document's last seq is N; 'none': only if it has no events
-    #[arg(long, value_name = "N|none|any", default_value = "any")]
-    expect: String,
+    #[arg(long, value_name = "N|none|any")]
+    expect: Option<String>,
 
     /// A JSON object stored with the event: actor, correlation id, domain event name...
     #[arg(long, value_name = "JSON")]
@@ -65,6 +84,9 @@ enum Kind {
 
 pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
     let folder = context.open()?;
+    if args.batch {
+        return super::batch::run(&folder);
+    }
     let request = resolve(&args, folder.max_event_bytes())?;
     let appended = append(&folder, &request)?;
     if let Some(bytes) = appended.repaired_tail {
@@ -83,8 +105,12 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
 
 /// Turns the arguments into a validated request, before any file is touched.
 fn resolve(args: &Args, limit: usize) -> Result<Request> {
-    let doc = DocId::parse_writable(&args.doc)?;
-    let expect = Expect::parse(&args.expect)?;
+    let doc = DocId::parse_writable(
+        args.doc
+            .as_deref()
+            .expect("clap requires DOC without --batch"),
+    )?;
+    let expect = Expect::parse(args.expect.as_deref().unwrap_or("any"))?;
     let meta = args
         .meta
         .as_deref()

@@ -4,6 +4,7 @@
 mod append;
 mod apply;
 mod at;
+mod batch;
 mod clone;
 mod export;
 mod get;

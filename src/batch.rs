@@ -1,0 +1,176 @@
+//! Batch appends: many requests, each stream written with one write and one fsync per commit.
+//!
+//! The streams a batch touches are locked in id order (so that two batches never wait on each
+//! other in a cycle), every request is planned in input order against the state the earlier
+//! requests of the batch leave, then each stream's lines are written and fsynced. A refused
+//! request writes nothing and does not stop the others; a stream whose write fails fails all of
+//! its requests in the batch, which were never acknowledged.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::PathBuf;
+
+use crate::append::{Head, Request, commit, plan, refuse_replica, schema_context};
+use crate::exit_code::ExitCode;
+use crate::io::LockedStream;
+use crate::schema::History;
+use crate::stream::{Tail, read_tail};
+use crate::{DocId, Error, Folder, Result, io as fsio};
+
+/// A request's outcome: the stored line of the requested event (without its newline), or the
+/// exit code and message of its refusal.
+pub type Outcome = Result<String, (ExitCode, String)>;
+
+struct OpenStream {
+    path: PathBuf,
+    stream: LockedStream,
+    tail: Tail,
+    head: Head,
+    pending: String,
+    requests: Vec<usize>,
+}
+
+fn refusal(error: &Error) -> (ExitCode, String) {
+    (ExitCode::of(error), error.to_string())
+}
+
+/// Appends every valid request, in order, and returns one outcome per request.
+pub fn append_batch(folder: &Folder, requests: Vec<Result<Request>>) -> Vec<Outcome> {
+    let mut outcomes: Vec<Outcome> = requests
+        .iter()
+        .map(|r| match r {
+            Ok(_) => Ok(String::new()),
+            Err(e) => Err(refusal(e)),
+        })
+        .collect();
+    let requests: Vec<(usize, Request)> = requests
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.ok().map(|r| (i, r)))
+        .collect();
+    if let Some((_, first)) = requests.first()
+        && let Err(e) = refuse_replica(folder, &first.doc)
+    {
+        for (i, _) in &requests {
+            outcomes[*i] = Err(refusal(&e));
+        }
+        return outcomes;
+    }
+    // Lock every stream first, in id order, then the schema streams of their types.
+    let mut streams: BTreeMap<DocId, Result<OpenStream, (ExitCode, String)>> = BTreeMap::new();
+    for (_, request) in &requests {
+        streams
+            .entry(request.doc.clone())
+            .or_insert_with(|| Err((ExitCode::Failure, String::new())));
+    }
+    for (doc, slot) in streams.iter_mut() {
+        *slot = open_stream(folder, doc).map_err(|e| refusal(&e));
+    }
+    let mut histories: BTreeMap<String, Result<Option<History>, (ExitCode, String)>> =
+        BTreeMap::new();
+    let mut schema_locks: Vec<File> = Vec::new();
+    for doc in streams.keys() {
+        if histories.contains_key(doc.kind()) {
+            continue;
+        }
+        let context = schema_context(folder, doc).map(|(history, lock)| {
+            schema_locks.extend(lock);
+            history
+        });
+        histories.insert(doc.kind().to_string(), context.map_err(|e| refusal(&e)));
+    }
+    for (i, request) in &requests {
+        let stream = match streams.get_mut(&request.doc).expect("opened above") {
+            Ok(stream) => stream,
+            Err(e) => {
+                outcomes[*i] = Err(e.clone());
+                continue;
+            }
+        };
+        let history = match histories.get(request.doc.kind()).expect("loaded above") {
+            Ok(history) => history.as_ref(),
+            Err(e) => {
+                outcomes[*i] = Err(e.clone());
+                continue;
+            }
+        };
+        match plan(
+            folder,
+            request,
+            &mut stream.head,
+            Some((&stream.stream.file, &stream.path)),
+            history,
+        ) {
+            Ok(bytes) => {
+                outcomes[*i] = Ok(bytes
+                    .trim_end_matches('\n')
+                    .rsplit('\n')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string());
+                stream.pending.push_str(&bytes);
+                stream.requests.push(*i);
+            }
+            Err(e) => outcomes[*i] = Err(refusal(&e)),
+        }
+    }
+    let mut failed: HashMap<usize, (ExitCode, String)> = HashMap::new();
+    for (doc, stream) in streams.iter_mut() {
+        let Ok(stream) = stream else { continue };
+        if stream.pending.is_empty() {
+            if stream.stream.created_file {
+                fsio::remove_new_stream(&stream.stream, &stream.path);
+            }
+            continue;
+        }
+        let written = commit(
+            folder,
+            &mut stream.stream.file,
+            &stream.path,
+            &stream.tail,
+            &stream.pending,
+        );
+        match written {
+            Ok(_) => {
+                let end = stream.tail.complete_len + stream.pending.len() as u64;
+                stream.head.store_snapshot(folder, doc, end);
+            }
+            Err(e) => {
+                for i in &stream.requests {
+                    failed.insert(*i, refusal(&e));
+                }
+                if stream.stream.created_file {
+                    fsio::remove_new_stream(&stream.stream, &stream.path);
+                }
+            }
+        }
+    }
+    drop(schema_locks);
+    for (i, e) in failed {
+        outcomes[i] = Err(e);
+    }
+    outcomes
+}
+
+fn open_stream(folder: &Folder, doc: &DocId) -> Result<OpenStream> {
+    let path = folder.stream_path(doc);
+    let stream = fsio::open_locked(&folder.streams_dir(), &path)?;
+    let tail = match read_tail(&stream.file, &path, doc, folder.max_event_bytes()) {
+        Ok(tail) => tail,
+        Err(e) => {
+            if stream.created_file {
+                fsio::remove_new_stream(&stream, &path);
+            }
+            return Err(e);
+        }
+    };
+    let head = Head::from_tail(&tail);
+    Ok(OpenStream {
+        path,
+        stream,
+        tail,
+        head,
+        pending: String::new(),
+        requests: Vec::new(),
+    })
+}

@@ -1,0 +1,229 @@
+//! `append --batch`: requests from stdin, committed in groups of whatever input is available.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Read};
+use std::sync::mpsc;
+
+use serde_json::Value;
+
+use super::output::Output;
+use crate::append::{Action, Expect, Request};
+use crate::batch::{Outcome, append_batch};
+use crate::exit_code::ExitCode;
+use crate::{DocId, Error, Folder, Result, json, patch, state};
+
+/// The most requests committed in one group.
+const GROUP_LINES: usize = 50_000;
+/// The most streams one group holds open and locked.
+const GROUP_STREAMS: usize = 256;
+
+pub fn run(folder: &Folder) -> Result<ExitCode> {
+    let limit = folder.max_event_bytes();
+    let (sender, receiver) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(GROUP_LINES);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut line = Vec::new();
+            match (&mut stdin)
+                .take(limit as u64 * 2)
+                .read_until(b'\n', &mut line)
+            {
+                Ok(0) => return,
+                Ok(_) => {
+                    if sender.send(Ok(line)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = sender.send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let mut out = Output::new();
+    let mut first_refusal = None;
+    let mut line_no: u64 = 0;
+    while let Ok(first) = receiver.recv() {
+        // Whatever is already available joins the group; nothing waits for more input.
+        let mut lines = vec![first];
+        while lines.len() < GROUP_LINES {
+            match receiver.try_recv() {
+                Ok(line) => lines.push(line),
+                Err(_) => break,
+            }
+        }
+        line_no += lines.len() as u64;
+        let requests: Vec<Result<Request>> = lines
+            .into_iter()
+            .map(|line| {
+                line.map_err(|e| Error::input("stdin", e.to_string()))
+                    .and_then(|l| resolve(&l, limit))
+            })
+            .collect();
+        let mut outcomes: Vec<Option<Outcome>> = (0..requests.len()).map(|_| None).collect();
+        for group in split_by_streams(requests) {
+            let (indexes, group): (Vec<usize>, Vec<Result<Request>>) = group.into_iter().unzip();
+            for (i, outcome) in indexes.into_iter().zip(append_batch(folder, group)) {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        // Results go out in input order, once every group of this round is durable.
+        let first = line_no + 1 - outcomes.len() as u64;
+        for (n, outcome) in (first..).zip(outcomes) {
+            print(
+                &mut out,
+                n,
+                outcome.expect("every request has an outcome"),
+                &mut first_refusal,
+            )?;
+        }
+        out.flush()?;
+    }
+    Ok(first_refusal.unwrap_or(ExitCode::Success))
+}
+
+/// Splits requests into groups touching at most [`GROUP_STREAMS`] streams each, every stream's
+/// requests in one group and in input order (there is no order across streams to keep).
+/// Each request keeps its index in the input.
+fn split_by_streams(requests: Vec<Result<Request>>) -> Vec<Vec<(usize, Result<Request>)>> {
+    let mut group_of: HashMap<DocId, usize> = HashMap::new();
+    let mut groups: Vec<Vec<(usize, Result<Request>)>> = vec![Vec::new()];
+    let mut streams_in_last = 0;
+    for (i, request) in requests.into_iter().enumerate() {
+        let group = match &request {
+            Err(_) => 0,
+            Ok(r) => *group_of.entry(r.doc.clone()).or_insert_with(|| {
+                if streams_in_last == GROUP_STREAMS {
+                    groups.push(Vec::new());
+                    streams_in_last = 0;
+                }
+                streams_in_last += 1;
+                groups.len() - 1
+            }),
+        };
+        groups[group].push((i, request));
+    }
+    groups
+}
+
+fn print(
+    out: &mut Output,
+    line_no: u64,
+    outcome: Outcome,
+    first_refusal: &mut Option<ExitCode>,
+) -> Result<()> {
+    match outcome {
+        Ok(line) => out.line(&line),
+        Err((code, message)) => {
+            first_refusal.get_or_insert(code);
+            out.json(&serde_json::json!({"error": {"code": code.code(), "message": message}, "line": line_no}))
+        }
+    }
+}
+
+/// Turns one input line into a validated request.
+fn resolve(line: &[u8], limit: usize) -> Result<Request> {
+    let text = line.strip_suffix(b"\n").unwrap_or(line);
+    if text.len() > limit {
+        return Err(Error::input(
+            "request",
+            format!("longer than the folder's limit of {limit} bytes"),
+        ));
+    }
+    let Value::Object(mut members) = json::parse_strict(text, "request")? else {
+        return Err(Error::input(
+            "request",
+            "expected a JSON object {\"doc\": ..., ...}",
+        ));
+    };
+    if let Some(unknown) = members
+        .keys()
+        .find(|k| !["doc", "type", "data", "set", "expect", "meta"].contains(&k.as_str()))
+    {
+        return Err(Error::input(
+            "request",
+            format!("unknown member {unknown:?}"),
+        ));
+    }
+    let doc = match members.remove("doc") {
+        Some(Value::String(doc)) => DocId::parse_writable(&doc)?,
+        _ => {
+            return Err(Error::input(
+                "request",
+                "\"doc\" must be a document id string",
+            ));
+        }
+    };
+    let expect = match members.remove("expect") {
+        None => Expect::Any,
+        Some(Value::String(text)) => Expect::parse(&text)?,
+        Some(Value::Number(n)) => Expect::Seq(
+            n.as_u64()
+                .ok_or_else(|| Error::input("expect", "must be a seq"))?,
+        ),
+        Some(_) => return Err(Error::input("expect", "must be a seq, \"none\" or \"any\"")),
+    };
+    let meta = match members.remove("meta") {
+        None | Some(Value::Null) => None,
+        Some(meta @ Value::Object(_)) => Some(meta),
+        Some(_) => return Err(Error::input("meta", "must be a JSON object")),
+    };
+    let data = members.remove("data");
+    let set = members.remove("set");
+    let kind = match members.remove("type") {
+        Some(Value::String(kind)) => kind,
+        Some(_) => {
+            return Err(Error::input(
+                "type",
+                "must be \"create\", \"update\" or \"delete\"",
+            ));
+        }
+        None => match (&data, &set) {
+            (Some(Value::Object(_)), None) => "create".to_string(),
+            (Some(Value::Array(_)), None) | (None, Some(_)) => "update".to_string(),
+            _ => {
+                return Err(Error::input(
+                    "request",
+                    "give \"data\" (create or update), \"set\" (update) or \"type\": \"delete\"",
+                ));
+            }
+        },
+    };
+    let action = match (kind.as_str(), data, set) {
+        ("create", Some(state), None) => {
+            state::check_new_state(&state, "data")?;
+            Action::Create(state)
+        }
+        ("update", Some(value), None) => Action::Update(patch::parse(value, "data")?),
+        ("update", None, Some(Value::Object(sets))) => {
+            Action::Update(patch::from_sets(&sets.into_iter().collect::<Vec<_>>())?)
+        }
+        ("delete", None, None) => Action::Delete,
+        ("create" | "update" | "delete", _, _) => {
+            return Err(Error::input(
+                "request",
+                format!(
+                    "a {kind} takes {}",
+                    match kind.as_str() {
+                        "create" => "\"data\" (an object)",
+                        "update" => "\"data\" (a patch) or \"set\" (an object), not both",
+                        _ => "neither \"data\" nor \"set\"",
+                    }
+                ),
+            ));
+        }
+        _ => {
+            return Err(Error::input(
+                "type",
+                format!("{kind:?} is not create, update or delete"),
+            ));
+        }
+    };
+    Ok(Request {
+        doc,
+        action,
+        expect,
+        meta,
+    })
+}
