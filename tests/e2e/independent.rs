@@ -314,13 +314,16 @@ fn the_independent_verifier_fails_on_tampered_streams() {
     assert_python_fails(f.path(), doc, 3);
 }
 
+/// An edit of one line of a stream.
+type Edit = fn(&str) -> String;
+
 #[test]
 fn the_independent_verifier_refuses_malformed_lines_even_when_the_hashes_match() {
     if !have_python() {
         return;
     }
     let doc = "order:1";
-    let edits: [(&str, fn(&str) -> String); 6] = [
+    let edits: [(&str, Edit); 6] = [
         ("members out of order", |l| {
             l.replacen(
                 r#""schema":null,"meta":null"#,

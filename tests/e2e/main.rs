@@ -1,9 +1,12 @@
 //! End-to-end tests: each module drives the real `eventdir` binary on folders in temp dirs.
 
 mod append;
+mod apply;
 mod at;
+mod clone;
 mod common;
 mod concurrency;
+mod export;
 mod fixtures;
 mod get;
 mod independent;
@@ -12,5 +15,7 @@ mod log;
 mod ls;
 mod properties;
 mod replay;
+mod replication;
 mod schema;
+mod tail;
 mod verify;

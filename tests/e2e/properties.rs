@@ -42,10 +42,27 @@ impl SetValue {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { doc: usize, fields: Vec<(usize, Value)> },
-    Update { doc: usize, sets: Vec<(usize, SetValue)> },
-    Remove { doc: usize, field: usize },
-    Delete { doc: usize },
+    /// Create the document if it is not live, else update it with --set: mostly valid ops.
+    Write {
+        doc: usize,
+        fields: Vec<(usize, SetValue)>,
+    },
+    /// Create, whatever the document's state (refused while it is live).
+    Create {
+        doc: usize,
+        fields: Vec<(usize, Value)>,
+    },
+    Update {
+        doc: usize,
+        sets: Vec<(usize, SetValue)>,
+    },
+    Remove {
+        doc: usize,
+        field: usize,
+    },
+    Delete {
+        doc: usize,
+    },
 }
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -79,11 +96,13 @@ fn op() -> impl Strategy<Value = Op> {
     let doc = 0..DOCS.len();
     let field = 0..FIELDS.len();
     prop_oneof![
-        3 => (doc.clone(), prop::collection::vec((field.clone(), json_value()), 0..4))
+        6 => (doc.clone(), prop::collection::vec((field.clone(), set_value()), 1..4))
+            .prop_map(|(doc, fields)| Op::Write { doc, fields }),
+        1 => (doc.clone(), prop::collection::vec((field.clone(), json_value()), 0..4))
             .prop_map(|(doc, fields)| Op::Create { doc, fields }),
-        5 => (doc.clone(), prop::collection::vec((field.clone(), set_value()), 1..4))
+        1 => (doc.clone(), prop::collection::vec((field.clone(), set_value()), 1..4))
             .prop_map(|(doc, sets)| Op::Update { doc, sets }),
-        1 => (doc.clone(), field).prop_map(|(doc, field)| Op::Remove { doc, field }),
+        2 => (doc.clone(), field).prop_map(|(doc, field)| Op::Remove { doc, field }),
         2 => doc.prop_map(|doc| Op::Delete { doc }),
     ]
 }
@@ -102,19 +121,40 @@ fn pointer(field: &str) -> String {
     format!("/{}", field.replace('~', "~0").replace('/', "~1"))
 }
 
+/// Turns a Write into the Create or Update it means in the model's current state.
+fn resolve(op: &Op, models: &BTreeMap<usize, Model>) -> Op {
+    match op {
+        Op::Write { doc, fields } if models.get(doc).is_some_and(|m| m.live) => Op::Update {
+            doc: *doc,
+            sets: fields.clone(),
+        },
+        Op::Write { doc, fields } => Op::Create {
+            doc: *doc,
+            fields: fields.iter().map(|(f, v)| (*f, v.value())).collect(),
+        },
+        other => other.clone(),
+    }
+}
+
 /// Applies `op` to the binary and the model; asserts that the binary refuses exactly the ops
 /// the model says are invalid (missing document: exit 5; any other conflict: exit 2).
 fn apply(folder: &TestFolder, models: &mut BTreeMap<usize, Model>, op: &Op) {
     let (doc, args, valid) = match op {
         Op::Create { doc, fields } => {
-            let data: Map<String, Value> =
-                fields.iter().map(|(f, v)| (FIELDS[*f].to_string(), v.clone())).collect();
+            let data: Map<String, Value> = fields
+                .iter()
+                .map(|(f, v)| (FIELDS[*f].to_string(), v.clone()))
+                .collect();
             let m = models.entry(*doc).or_default();
             let valid = !m.live;
             if valid {
                 m.state = data.clone();
             }
-            (*doc, vec!["--data".to_string(), Value::Object(data).to_string()], valid)
+            (
+                *doc,
+                vec!["--data".to_string(), Value::Object(data).to_string()],
+                valid,
+            )
         }
         Op::Update { doc, sets } => {
             let m = models.entry(*doc).or_default();
@@ -138,10 +178,15 @@ fn apply(folder: &TestFolder, models: &mut BTreeMap<usize, Model>, op: &Op) {
             let patch = serde_json::json!([{"op": "remove", "path": pointer(FIELDS[*field])}]);
             (*doc, vec!["--patch".to_string(), patch.to_string()], valid)
         }
+        Op::Write { .. } => unreachable!("resolved before"),
         Op::Delete { doc } => {
             let m = models.entry(*doc).or_default();
             let valid = m.live;
-            (*doc, vec!["--type".to_string(), "delete".to_string()], valid)
+            (
+                *doc,
+                vec!["--type".to_string(), "delete".to_string()],
+                valid,
+            )
         }
     };
     let m = models.get_mut(&doc).unwrap();
@@ -156,7 +201,10 @@ fn apply(folder: &TestFolder, models: &mut BTreeMap<usize, Model>, op: &Op) {
         m.history.push((Value::Object(m.state.clone()), !m.live));
     } else {
         let expected = if m.history.is_empty() { 5 } else { 2 };
-        assert_eq!(code, expected, "{op:?} should be refused ({m:?}): {stdout}{stderr}");
+        assert_eq!(
+            code, expected,
+            "{op:?} should be refused ({m:?}): {stdout}{stderr}"
+        );
         assert!(stdout.is_empty(), "a refused append printed {stdout}");
     }
 }
@@ -199,18 +247,19 @@ fn check(folder: &TestFolder, models: &BTreeMap<usize, Model>) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 16,
+        cases: 24,
         max_shrink_iters: 32,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
 
     #[test]
-    fn folded_states_agree_with_the_model(ops in prop::collection::vec(op(), 1..12)) {
+    fn folded_states_agree_with_the_model(ops in prop::collection::vec(op(), 1..14)) {
         let folder = TestFolder::new();
         let mut models = BTreeMap::new();
         for op in &ops {
-            apply(&folder, &mut models, op);
+            let op = resolve(op, &models);
+            apply(&folder, &mut models, &op);
         }
         check(&folder, &models);
     }

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::common::*;
 
-/// The members `verify --json` prints, in order.
+/// The members `verify --json` prints (at least).
 const REPORT_MEMBERS: [&str; 9] = [
     "ok",
     "digest",
@@ -78,7 +78,7 @@ fn reseal(line: &str, prev: &[u8; 32]) -> (String, [u8; 32]) {
         line[d_end..].starts_with(r#","hash":""#),
         "line ends with the hash: {line}"
     );
-    let data_hash = sha256(&[&salt, line[d_start..d_end].as_bytes()]);
+    let data_hash = sha256(&[&salt, &line.as_bytes()[d_start..d_end]]);
     let mut e = line[..d_start].to_string();
     e.replace_range(dh_at..dh_at + 64, &hex::encode(data_hash));
     let hash = sha256(&[prev, &sha256(&[e.as_bytes()]), &data_hash]);
@@ -183,17 +183,12 @@ fn verify_passes_on_a_good_folder_and_prints_the_digest_last() {
 
     let (code, report) = verify_json(&f, &[]);
     assert_eq!(code, 0);
-    let members: Vec<&str> = report
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let mut expected = REPORT_MEMBERS.to_vec();
-    let mut got = members.clone();
-    expected.sort();
-    got.sort();
-    assert_eq!(got, expected, "verify --json members: {report}");
+    for member in REPORT_MEMBERS {
+        assert!(
+            report.get(member).is_some(),
+            "verify --json has no {member}: {report}"
+        );
+    }
     assert_eq!(report["ok"], true);
     assert_eq!(report["digest"], hex);
     assert_eq!(report["streams"], 3);
@@ -389,7 +384,9 @@ fn the_human_report_names_the_document_seq_and_line_of_a_failure() {
     let f = three_event_folder();
     let path = f.stream_file("note:1");
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replacen(r#""text":"ho""#, r#""text":"HO""#, 1)).unwrap();
+    let edited = text.replacen(r#""value":"ho""#, r#""value":"HO""#, 1);
+    assert_ne!(edited, text);
+    std::fs::write(&path, edited).unwrap();
     let (code, stdout, stderr) = f.run(&["verify"]);
     assert_eq!(code, 4, "{stdout}{stderr}");
     let all = format!("{stdout}{stderr}");
@@ -407,13 +404,14 @@ fn the_human_report_names_the_document_seq_and_line_of_a_failure() {
 fn a_torn_tail_is_reported_and_passes() {
     let f = three_event_folder();
     let digest = digest_of(&f);
-    append_bytes(&f.stream_file("note:1"), br#"{"seq":3,"doc":"note:1","ty"#);
+    let torn = br#"{"seq":3,"doc":"note:1","ty"#;
+    append_bytes(&f.stream_file("note:1"), torn);
     let (code, report) = verify_json(&f, &[]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["ok"], true);
     assert_eq!(
         report["torn_tails"],
-        json!([{"doc": "note:1", "after_seq": 2, "bytes": 28}])
+        json!([{"doc": "note:1", "after_seq": 2, "bytes": torn.len()}])
     );
     assert_eq!(report["failed"], json!([]));
     assert_eq!(report["events"], 4);
@@ -771,4 +769,40 @@ fn a_bad_expect_digest_value_is_a_usage_error() {
     let (code, report) = verify_json(&f, &["--expect-digest", &digest]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["digest_mismatch"], Value::Null);
+}
+
+#[test]
+fn a_stream_for_a_reserved_sys_id_is_foreign() {
+    // FORMAT.md: "`sys:schema:TYPE` is the schema document of TYPE; no other `sys:` document
+    // exists", and "Nothing else under streams/ is eventdir's". A well-formed, well-chained
+    // stream at the place `sys:foo` would have is therefore foreign, not a document.
+    let f = three_event_folder();
+    let digest = digest_of(&f);
+    let shard = hex::encode(&sha256(&[b"sys:foo"])[..1]);
+    let rel = format!("streams/sys/{shard}/foo.ndjson");
+    let path = f.path().join(&rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::copy(f.stream_file("note:2"), &path).unwrap();
+    rewrite_and_rechain(&path, 0, |l| {
+        l.replacen(r#""doc":"note:2""#, r#""doc":"sys:foo""#, 1)
+    });
+    let (code, report) = verify_json(&f, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["foreign"], json!([rel]), "{report}");
+    assert_eq!(report["streams"], 2, "{report}");
+    assert_eq!(report["digest"], digest, "{report}");
+}
+
+#[test]
+fn meta_that_is_neither_an_object_nor_null_fails() {
+    // FORMAT.md: `meta` is "a JSON object given by the client ..., or null".
+    for meta in [r#""actor""#, "[]", "1"] {
+        let f = three_event_folder();
+        rewrite_and_rechain(&f.stream_file("note:1"), 2, |l| {
+            l.replacen(r#""meta":null"#, &format!(r#""meta":{meta}"#), 1)
+        });
+        let (code, report) = verify_json(&f, &[]);
+        assert_eq!(code, 4, "meta {meta} passed: {report}");
+        assert_eq!(report["failed"][0]["seq"], 2);
+    }
 }
