@@ -154,6 +154,14 @@ impl DocId {
         }
         let id = decode(file.strip_suffix(".ndjson")?)?;
         let doc = DocId::parse(&format!("{kind}:{id}")).ok()?;
+        if doc.kind() == SYS_TYPE
+            && !doc
+                .schema_of()
+                .is_some_and(|t| !t.contains(':') && t != SYS_TYPE)
+        {
+            return None; // no such reserved document exists
+        }
+
         (doc.kind() == kind && doc.shard() == shard && doc.relative_path() == path).then_some(doc)
     }
 }
@@ -302,7 +310,21 @@ mod tests {
 
     #[test]
     fn foreign_names_do_not_decode() {
+        for reserved in ["sys:foo", "sys:schema:a:b", "sys:schema:sys"] {
+            let doc = DocId::parse(reserved).unwrap();
+            assert_eq!(
+                DocId::from_relative_path(&doc.relative_path()),
+                None,
+                "{reserved}"
+            );
+        }
+        let schema = DocId::parse("sys:schema:order").unwrap();
+        assert_eq!(
+            DocId::from_relative_path(&schema.relative_path()),
+            Some(schema)
+        );
         let shard = DocId::parse("order:42").unwrap().shard();
+
         let wrong = if shard == "00" { "01" } else { "00" };
         for path in [
             format!("order/{wrong}/42.ndjson"),

@@ -89,38 +89,69 @@ impl NewEvent<'_> {
     ) -> EncodedEvent {
         let data = self.data.map_or_else(|| "null".to_string(), canonical);
         let data_hash = payload_digest(salt, data.as_bytes());
-        let mut line = String::with_capacity(data.len() + 400);
-        line.push_str("{\"seq\":");
-        line.push_str(&self.seq.to_string());
-        line.push_str(",\"doc\":");
-        line.push_str(&canonical(&Value::String(self.doc.to_string())));
-        line.push_str(",\"type\":\"");
-        line.push_str(self.kind.as_str());
-        line.push_str("\",\"timestamp\":\"");
-        line.push_str(self.timestamp);
-        line.push_str("\",\"event_id\":\"");
-        line.push_str(&event_id.to_string());
-        line.push_str("\",\"schema\":");
-        match self.schema {
-            Some(seq) => line.push_str(&seq.to_string()),
-            None => line.push_str("null"),
-        }
-        line.push_str(",\"meta\":");
-        match self.meta {
-            Some(meta) => line.push_str(&canonical(meta)),
-            None => line.push_str("null"),
-        }
-        line.push_str(",\"salt\":\"");
-        line.push_str(&hex::encode(salt));
-        line.push_str("\",\"data_hash\":\"");
-        line.push_str(&hex::encode(data_hash));
-        line.push_str("\",\"data\":");
+        let meta = self.meta.map_or_else(|| "null".to_string(), canonical);
+        let envelope = Envelope {
+            seq: self.seq,
+            doc: self.doc.as_str(),
+            kind: self.kind,
+            timestamp: self.timestamp,
+            event_id: &event_id.to_string(),
+            schema: self.schema,
+            meta: &meta,
+            salt: &hex::encode(salt),
+            data_hash: &hex::encode(data_hash),
+        };
+        let mut line = String::with_capacity(data.len() + meta.len() + 400);
+        envelope.write(&mut line);
         let hash = chain_hash(prev, line.as_bytes(), &data_hash);
         line.push_str(&data);
         line.push_str(",\"hash\":\"");
         line.push_str(&hex::encode(hash));
         line.push_str("\"}\n");
         EncodedEvent { line, hash }
+    }
+}
+
+/// The members of an event line before its data, in their fixed order: what a writer writes and
+/// what a reader insists on, byte for byte.
+struct Envelope<'a> {
+    seq: u64,
+    doc: &'a str,
+    kind: EventType,
+    timestamp: &'a str,
+    event_id: &'a str,
+    schema: Option<u64>,
+    /// The text of `meta`: `null` or an object.
+    meta: &'a str,
+    salt: &'a str,
+    data_hash: &'a str,
+}
+
+impl Envelope<'_> {
+    /// Appends `{"seq":…,…,"data":` to `out`: the bytes E of FORMAT.md.
+    fn write(&self, out: &mut String) {
+        out.push_str("{\"seq\":");
+        out.push_str(&self.seq.to_string());
+        out.push_str(",\"doc\":");
+        out.push_str(&canonical(&Value::String(self.doc.to_string())));
+        out.push_str(",\"type\":\"");
+        out.push_str(self.kind.as_str());
+        out.push_str("\",\"timestamp\":\"");
+        out.push_str(self.timestamp);
+        out.push_str("\",\"event_id\":\"");
+        out.push_str(self.event_id);
+        out.push_str("\",\"schema\":");
+        match self.schema {
+            Some(seq) => out.push_str(&seq.to_string()),
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"meta\":");
+        out.push_str(self.meta);
+        out.push_str(",\"salt\":\"");
+        out.push_str(self.salt);
+        out.push_str("\",\"data_hash\":\"");
+        out.push_str(self.data_hash);
+        out.push_str("\",\"data\":");
     }
 }
 
@@ -184,7 +215,6 @@ struct RawEvent<'a> {
     event_id: &'a str,
     schema: Option<u64>,
     #[serde(borrow)]
-    #[allow(dead_code)]
     meta: Option<&'a RawValue>,
     salt: &'a str,
     data_hash: &'a str,
@@ -240,6 +270,26 @@ pub fn parse_line(line: String, doc: &DocId, prev: &Hash) -> Result<StoredEvent,
     }
     crate::json::check_readable(data_text).map_err(|e| format!("data cannot be read: {e}"))?;
 
+    let meta = raw.meta.map_or("null", RawValue::get);
+    if meta != "null" && !meta.starts_with('{') {
+        return Err("meta is neither an object nor null".to_string());
+    }
+    let envelope = Envelope {
+        seq: raw.seq,
+        doc: &raw.doc,
+        kind: raw.kind,
+        timestamp: raw.timestamp,
+        event_id: raw.event_id,
+        schema: raw.schema,
+        meta,
+        salt: raw.salt,
+        data_hash: raw.data_hash,
+    };
+    let mut expected = String::with_capacity(start);
+    envelope.write(&mut expected);
+    if expected.as_bytes() != &line.as_bytes()[..start] {
+        return Err("the members before data are not exactly in the stored form (order, spelling or spacing)".to_string());
+    }
     let hash = chain_hash(prev, &line.as_bytes()[..start], &data_hash);
     let expected_tail = format!(",\"hash\":\"{}\"}}", hex::encode(hash));
     if line[data.end..] != expected_tail {

@@ -264,7 +264,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     }
     result?;
     if durable {
-        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        sync_dir(dir)?;
     }
     Ok(())
 }

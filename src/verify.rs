@@ -291,7 +291,12 @@ pub fn verify(
 ) -> Result<Report> {
     let partial = docs.is_some();
     let (docs, foreign) = match docs {
-        Some(docs) => (docs, Vec::new()),
+        Some(mut docs) => {
+            docs.sort();
+            docs.dedup();
+            (docs, Vec::new())
+        }
+
         None => {
             let (docs, foreign) = folder.scan()?;
             (docs, foreign.into_iter().map(|f| f.path).collect())

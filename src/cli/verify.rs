@@ -183,7 +183,11 @@ fn to_json(
     JsonReport {
         ok: report.passed() && digest_mismatch.is_none(),
         digest: digest.to_string(),
-        streams: report.streams.len(),
+        streams: report
+            .streams
+            .iter()
+            .filter(|s| s.head.is_some() || s.failure.is_some())
+            .count(),
         events: report.streams.iter().map(|s| s.events).sum(),
         failed,
         torn_tails,
