@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -303,7 +304,7 @@ pub fn verify(
         }
     };
     let mut streams: Vec<StreamCheck> = docs
-        .iter()
+        .par_iter()
         .map(|doc| check_stream(folder, doc, checkpoint.and_then(|c| c.seq_of(doc))))
         .collect();
     let lagging = check_stamps(folder, &mut streams)?;
