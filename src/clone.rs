@@ -49,6 +49,8 @@ struct Plan {
     to: u64,
     head: Head,
     start: Position,
+    /// Bytes after the destination's complete lines, left by an interrupted run.
+    dst_torn: bool,
 }
 
 /// Clones `src` into `dst_dir` (a new or empty directory, or an earlier clone of `src`).
@@ -93,9 +95,10 @@ pub fn clone(src: &Folder, dst_dir: &Path, progress: &mut dyn FnMut(&Progress)) 
     for (done, plan) in plans.into_iter().enumerate() {
         summary.events += plan.head.seq + 1;
         summary.bytes += plan.to;
-        if plan.start.offset < plan.to {
+        if plan.start.offset < plan.to || plan.dst_torn {
             let copied = copy_stream(src, &dst, &plan)?;
-            summary.copied_streams += 1;
+            summary.copied_streams += u64::from(copied > 0);
+
             summary.copied_events += copied;
             summary.copied_bytes += plan.to - plan.start.offset;
         }
@@ -164,10 +167,12 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
         hash: last.hash,
     };
     let dst_path = dst.stream_path(&doc);
+    let mut dst_torn = false;
     let start = match fsio::open_read(&dst_path)? {
         None => Position::start(),
         Some(dst_file) => {
             let dst_tail = read_tail(&dst_file, &dst_path, &doc, dst.max_event_bytes())?;
+            dst_torn = dst_tail.partial_len > 0;
             match dst_tail.last {
                 None => Position::start(),
                 Some(dst_last) => {
@@ -208,6 +213,7 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
         to,
         head,
         start,
+        dst_torn,
     }))
 }
 

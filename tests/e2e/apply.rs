@@ -29,7 +29,13 @@ fn origin_with_schema() -> TestFolder {
         .output()
         .unwrap();
     assert!(out.status.success());
-    append(&f, &["order:1", "--set", "qty=5"]);
+    // order:1 was written under no schema: migrated first, so two lines.
+    assert_eq!(
+        f.ok(&["append", "order:1", "--set", "qty=5"])
+            .lines()
+            .count(),
+        2
+    );
     f
 }
 
@@ -277,7 +283,9 @@ fn a_forked_stream_is_refused_with_exit_4_and_nothing_of_it_is_written_while_oth
 
 #[test]
 fn a_next_event_that_does_not_continue_the_replicas_chain_is_refused_as_a_fork_with_exit_4() {
-    let Forked { b, replica, .. } = forked();
+    let Forked {
+        b, replica, _tmp, ..
+    } = forked();
     // B's seq 2 of a:fork is the replica's next seq, but it chains from B's seq 1, not A's.
     let input = export_lines_where(&b, &|doc, seq| doc == "a:fork" && seq == 2);
     assert_eq!(input.iter().filter(|&&c| c == b'\n').count(), 1);
@@ -408,4 +416,61 @@ fn a_stream_from_a_different_origin_is_refused_with_exit_2() {
         .stdout;
     let stderr = assert_apply_refused(replica.path(), &input, 2);
     assert!(stderr.contains(&folder_id(other.path())), "{stderr}");
+}
+
+#[test]
+fn apply_fed_by_tail_follow_applies_events_as_they_arrive() {
+    let origin = populated();
+    let tmp = tempfile::tempdir().unwrap();
+    let replica = tmp.path().join("replica");
+    let cursor = tmp.path().join("ship.cursor");
+    let cursor_arg = cursor.to_str().unwrap();
+    export_into_apply(origin.path(), &["--cursor", cursor_arg], &replica).ok();
+    // tail --follow --from-cursor CURSOR | apply REPLICA
+    let mut tail = command_in(
+        origin.path(),
+        &["tail", "--follow", "--from-cursor", cursor_arg],
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let apply = command()
+        .arg("apply")
+        .arg(&replica)
+        .stdin(std::process::Stdio::from(tail.stdout.take().unwrap()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    append(&origin, &["order:1", "--set", "status=shipped"]);
+    append(&origin, &["order:11", "--data", r#"{"qty":11}"#]);
+    // The replica catches up while tail and apply keep running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while stream_files(&replica) != stream_files(origin.path()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica did not catch up while tail ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    append(&origin, &["order:11", "--set", "qty=12"]);
+    while stream_files(&replica) != stream_files(origin.path()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica fell behind"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = crate::tail::signal_and_wait(&mut tail, "TERM");
+    assert_eq!(status.code(), Some(0));
+    let out = apply.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary, json!({"applied": 3, "skipped": 0, "refused": []}));
+    assert_eq!(digest(&replica), digest(origin.path()));
 }

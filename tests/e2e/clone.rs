@@ -655,7 +655,7 @@ fn clone_brings_schema_streams_along_and_every_stamp_resolves_in_the_clone() {
         "migration": [{"op": "default", "path": "/currency", "value": "EUR"}]
     }));
     // order:1 was written under no schema: this update migrates it first.
-    append(&src, &["order:1", "--set", "qty=3"]);
+    src.ok(&["append", "order:1", "--set", "qty=3"]);
     let log = src.ndjson(&["log", "order:1"]);
     let types: Vec<&str> = log.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["create", "migrate", "update"]);
@@ -705,7 +705,7 @@ fn clone_while_three_processes_append_verifies_and_each_stream_is_a_prefix_of_th
                 let mut count = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let own = format!("writer{w}:{}", count / 4);
-                    if count % 4 == 0 {
+                    if count.is_multiple_of(4) {
                         append_in(&root, &[own.as_str(), "--data", r#"{"n":0}"#]);
                     } else {
                         append_in(&root, &[own.as_str(), "--set", &format!("n={count}")]);
@@ -749,4 +749,25 @@ fn clone_while_three_processes_append_verifies_and_each_stream_is_a_prefix_of_th
     clone_ok(&root, &dst);
     assert_same_streams_and_manifest(&root, &dst);
     assert_eq!(digest(&dst), digest(&root));
+}
+
+#[test]
+fn clone_leaves_out_a_torn_tail_of_the_source() {
+    let src = populated();
+    let path = src.stream_file("order:1");
+    let complete = std::fs::read(&path).unwrap();
+    let mut torn = complete.clone();
+    torn.extend_from_slice(b"{\"seq\":3,\"doc\":\"ord");
+    std::fs::write(&path, &torn).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = tmp.path().join("copy");
+    let summary = clone_ok(src.path(), &dst);
+    assert_eq!(
+        std::fs::read(stream_path(&dst, "order:1")).unwrap(),
+        complete
+    );
+    let report = verify_report(&dst);
+    assert_eq!(report["torn_tails"], json!([]));
+    assert_eq!(report["digest"], summary["digest"]);
+    assert_eq!(summary["digest"], digest(src.path()));
 }

@@ -132,7 +132,7 @@ fn export_puts_schema_documents_before_the_documents() {
         "zulu",
         json!({"json_schema": {"type": "object", "required": ["n"]}}),
     );
-    append(&f, &["zulu:1", "--set", "n=4"]);
+    f.ok(&["append", "zulu:1", "--set", "n=4"]);
     let lines = f.ndjson(&["export"]);
     assert_eq!(lines.len(), 8);
     let docs = docs_in_order(&lines);
@@ -156,7 +156,7 @@ fn export_puts_schema_documents_before_the_documents() {
 fn export_type_selects_the_documents_of_the_type_and_its_schema_document() {
     let f = populated();
     set_schema(&f, "order", json!({"json_schema": {"type": "object"}}));
-    append(&f, &["order:1", "--set", "qty=4"]);
+    f.ok(&["append", "order:1", "--set", "qty=4"]);
     let lines = f.ndjson(&["export", "--type", "order"]);
     let docs: BTreeSet<String> = docs_in_order(&lines).into_iter().collect();
     assert_eq!(
@@ -167,7 +167,8 @@ fn export_type_selects_the_documents_of_the_type_and_its_schema_document() {
             "order:2".to_string()
         ])
     );
-    assert_eq!(lines.len(), 1 + 4 + 2);
+    // order:1 holds a migrate event as well as the update.
+    assert_eq!(lines.len(), 1 + 5 + 2);
     let lines = f.ndjson(&["export", "--type", "customer"]);
     let docs = docs_in_order(&lines);
     assert_eq!(docs, ["customer:Ann", "customer:Bob:Smith"]);
@@ -468,4 +469,24 @@ fn export_refuses_a_cursor_of_another_folder_with_exit_2() {
         std::fs::read(&junk).unwrap(),
         b"{\"format\":\"something-else\"}\n"
     );
+}
+
+#[test]
+fn export_cursor_over_a_stream_that_was_cut_short_exits_4_and_is_not_recorded() {
+    let f = populated();
+    let tmp = tempfile::tempdir().unwrap();
+    let cursor = tmp.path().join("ship.cursor");
+    let cursor_arg = cursor.to_str().unwrap();
+    f.ok(&["export", "--cursor", cursor_arg]);
+    let recorded = std::fs::read(&cursor).unwrap();
+    // Roll order:1 back by one event, then let it grow again with a different event.
+    let path = f.stream_file("order:1");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, cut).unwrap();
+    append(&f, &["order:1", "--set", "qty=99"]);
+    let (code, _, stderr) = f.run(&["export", "--cursor", cursor_arg]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("order:1"), "{stderr}");
+    assert_eq!(std::fs::read(&cursor).unwrap(), recorded);
 }

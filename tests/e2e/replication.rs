@@ -34,13 +34,13 @@ fn writer(root: PathBuf, w: usize, stop: Arc<AtomicBool>) -> Vec<(String, u64)> 
     let mut k = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let own = format!("writer{w}:{}", k / 8);
-        let event = if k % 8 == 0 {
+        let event = if k.is_multiple_of(8) {
             append_in(&root, &[own.as_str(), "--data", r#"{"n":0}"#])
         } else {
             append_in(&root, &[own.as_str(), "--set", &format!("n={k}")])
         };
         keys.push(key(&event));
-        if k % 3 == 0 {
+        if k.is_multiple_of(3) {
             let event = append_in(&root, &["shared:1", "--set", &format!("last=w{w}k{k}")]);
             keys.push(key(&event));
         }
