@@ -350,18 +350,21 @@ pub(crate) fn plan(
         }
         Action::Update(patch) => {
             let (state, migrated) = start.expect("an update starts from a state");
-            let base = match &migrated {
+            let mut next = match migrated {
                 Some(migrated) => {
-                    events.push((EventType::Migrate, diff(&state, migrated)));
+                    events.push((EventType::Migrate, diff(&state, &migrated)));
                     migrated
                 }
-                None => &state,
+                None => state,
             };
-            let next = crate::patch::apply(base, patch).map_err(|reason| Error::PatchFailed {
-                doc: doc.to_string(),
-                seq: last.map_or(0, |e| e.seq),
-                reason,
+            crate::patch::apply_in_place(&mut next, patch).map_err(|reason| {
+                Error::PatchFailed {
+                    doc: doc.to_string(),
+                    seq: last.map_or(0, |e| e.seq),
+                    reason,
+                }
             })?;
+
             check_new_state(&next, "the patched document")?;
             conform(doc, current, &next)?;
             events.push((

@@ -37,6 +37,30 @@ pub fn from_sets(sets: &[(String, Value)]) -> Result<Patch> {
     parse(Value::Array(ops), "--set")
 }
 
+/// Applies `patch` to `doc` in place, all or nothing: on error `doc` is as it was. A patch
+/// without `test` operations goes to json-patch in one call, which undoes itself on error;
+/// one with `test` operations (compared numerically here) is applied to a copy.
+pub fn apply_in_place(doc: &mut Value, patch: &Patch) -> Result<(), String> {
+    if patch
+        .0
+        .iter()
+        .any(|op| matches!(op, PatchOperation::Test(_)))
+    {
+        *doc = apply(doc, patch)?;
+        return Ok(());
+    }
+    json_patch::patch(doc, &patch.0).map_err(|e| {
+        let op = &patch.0[e.operation];
+        format!(
+            "operation {} ({}) failed at path {:?}: {}",
+            e.operation,
+            op_name(op),
+            e.path.as_str(),
+            e.kind
+        )
+    })
+}
+
 /// Applies `patch` to a copy of `state` and returns the result; `state` is never changed. A
 /// failing operation is reported by its index, its path and why.
 pub fn apply(state: &Value, patch: &Patch) -> Result<Value, String> {
@@ -93,6 +117,28 @@ mod tests {
         assert!(apply(&json!({"n": 1}), &patch).is_ok());
         let patch = parse(json!([{"op": "test", "path": "/n", "value": 2}]), "p").unwrap();
         assert!(apply(&json!({"n": 1}), &patch).is_err());
+    }
+
+    #[test]
+    fn in_place_application_is_all_or_nothing() {
+        let mut doc = json!({"a": 1});
+        let patch = parse(
+            json!([{"op": "add", "path": "/b", "value": 2}, {"op": "remove", "path": "/zz"}]),
+            "p",
+        )
+        .unwrap();
+        assert!(
+            apply_in_place(&mut doc, &patch)
+                .unwrap_err()
+                .contains("operation 1 (remove)")
+        );
+        assert_eq!(doc, json!({"a": 1}));
+        let patch = parse(json!([{"op": "add", "path": "/b", "value": 2}, {"op": "test", "path": "/b", "value": 3}]), "p").unwrap();
+        assert!(apply_in_place(&mut doc, &patch).is_err());
+        assert_eq!(doc, json!({"a": 1}));
+        let patch = parse(json!([{"op": "add", "path": "/b", "value": 2.0}, {"op": "test", "path": "/b", "value": 2}]), "p").unwrap();
+        apply_in_place(&mut doc, &patch).unwrap();
+        assert_eq!(doc, json!({"a": 1, "b": 2.0}));
     }
 
     #[test]

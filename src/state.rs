@@ -74,14 +74,12 @@ impl DocState {
             EventType::Update | EventType::Migrate => {
                 let patch =
                     patch::parse(event.data()?, "stored patch").map_err(|e| e.to_string())?;
-
-                let next = patch::apply(&self.state, &patch)?;
-                if !next.is_object() {
+                patch::apply_in_place(&mut self.state, &patch)?;
+                if !self.state.is_object() {
                     return Err(
                         "the patch turns the state into something other than an object".to_string(),
                     );
                 }
-                self.state = next;
             }
             EventType::Delete => self.deleted = true,
         }
