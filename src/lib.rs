@@ -14,6 +14,7 @@ pub mod event;
 pub mod exit_code;
 pub mod export;
 pub mod folder;
+pub mod index;
 pub mod io;
 pub mod json;
 pub mod patch;

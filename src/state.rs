@@ -4,7 +4,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::event::{EventType, Hash, StoredEvent};
-use crate::stream::StreamReader;
+use crate::index::{Index, Target};
+use crate::stream::{Position, StreamReader};
 use crate::{DocId, Error, Folder, Result, json, patch, snapshot};
 
 /// A document's state after some event.
@@ -136,10 +137,21 @@ pub enum Point {
 /// The state of `doc` at `point`. `Ok(None)` when the document has no stream; an error names
 /// a seq that does not exist or an instant before the first event.
 pub fn at(folder: &Folder, doc: &DocId, point: &Point) -> Result<Option<DocState>> {
-    let Some(mut reader) = StreamReader::open(folder, doc)? else {
+    let path = folder.stream_path(doc);
+    let Some(file) = crate::io::open_read(&path)? else {
         return Ok(None);
     };
-    let mut current: Option<DocState> = None;
+    // Start from the nearest checkpoint before the point, when the index has a valid one.
+    let mut index = Index::load(folder, doc);
+    let target = match point {
+        Point::Seq(seq) => Target::Seq(*seq),
+        Point::Time(t) => Target::Time(t),
+    };
+    let (mut current, position) = match index.resume(&target, &file, &path) {
+        Some((state, position)) => (Some(state), position),
+        None => (None, Position::start()),
+    };
+    let mut reader = StreamReader::at(file, path, doc.clone(), folder.max_event_bytes(), position)?;
     while let Some(event) = reader.next_event()? {
         let past = match point {
             Point::Seq(seq) => event.seq > *seq,
@@ -150,6 +162,9 @@ pub fn at(folder: &Folder, doc: &DocId, point: &Point) -> Result<Option<DocState
         }
         let state = current.get_or_insert_with(DocState::empty);
         state.apply_from(&event, &reader, doc)?;
+        if index.wants(event.seq) {
+            index.add(folder, state, reader.offset());
+        }
     }
     match (point, current) {
         (Point::Seq(seq), Some(state)) if state.seq == *seq => Ok(Some(state)),
