@@ -323,20 +323,30 @@ pub fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
         return None;
     }
     let mut out = [0u8; N];
+    let mut invalid = 0;
     for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        let (hi, lo) = (NIBBLES[pair[0] as usize], NIBBLES[pair[1] as usize]);
+        invalid |= hi | lo;
+        *byte = (hi << 4) | (lo & 0x0f);
     }
-    Some(out)
+    (invalid & 0xf0 == 0).then_some(out)
 }
 
-/// The value of one lower-case hex digit.
-fn nibble(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        _ => None,
+/// The value of each lower-case hex digit; 0xff for every other byte.
+const NIBBLES: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -368,6 +378,14 @@ mod tests {
         assert_eq!(event.data().unwrap(), json!({"status": "open", "qty": 1}));
         assert_eq!(event.data_text(), r#"{"qty":1,"status":"open"}"#);
         assert!(parse_line(encoded.line.trim_end().to_string(), &doc, &[1; 32]).is_err());
+    }
+
+    #[test]
+    fn hex_is_lower_case_only() {
+        assert_eq!(decode_hex::<2>("0aff"), Some([0x0a, 0xff]));
+        for bad in ["0aFF", "0ag0", "0a f", "0a", "0aff00"] {
+            assert_eq!(decode_hex::<2>(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -73,8 +73,9 @@ impl DocState {
                 self.deleted = false;
             }
             EventType::Update | EventType::Migrate => {
-                let patch =
-                    patch::parse(event.data()?, "stored patch").map_err(|e| e.to_string())?;
+                let patch: json_patch::Patch = serde_json::from_str(event.data_text())
+                    .map_err(|e| format!("the stored patch is not a JSON Patch: {e}"))?;
+
                 patch::apply_in_place(&mut self.state, &patch)?;
                 if !self.state.is_object() {
                     return Err(
