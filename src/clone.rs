@@ -112,7 +112,7 @@ pub fn clone(src: &Folder, dst_dir: &Path, progress: &mut dyn FnMut(&Progress)) 
     // One syncfs makes every copied byte and every new name durable, far cheaper than an
     // fsync per file and per directory.
     durable.finish()?;
-    summary.digest = hex::encode(digest(heads.iter().map(|(d, h)| (d, *h))));
+    summary.digest = crate::event::encode_hex(digest(heads.iter().map(|(d, h)| (d, *h))));
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

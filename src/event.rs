@@ -76,7 +76,9 @@ impl NewEvent<'_> {
     /// Encodes the event with a fresh event id and salt, chained to `prev`.
     pub fn encode(&self, prev: &Hash) -> EncodedEvent {
         let mut salt = [0u8; SALT_BYTES];
-        getrandom::fill(&mut salt).expect("the operating system's random source failed");
+        // A CSPRNG seeded from the operating system once per thread: unpredictable salts
+        // without a system call per event.
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut salt);
         self.encode_with(prev, uuid::Uuid::new_v4(), &salt)
     }
 
@@ -98,15 +100,15 @@ impl NewEvent<'_> {
             event_id: &event_id.to_string(),
             schema: self.schema,
             meta: &meta,
-            salt: &hex::encode(salt),
-            data_hash: &hex::encode(data_hash),
+            salt: &encode_hex(salt),
+            data_hash: &encode_hex(data_hash),
         };
         let mut line = String::with_capacity(data.len() + meta.len() + 400);
         envelope.write(&mut line);
         let hash = chain_hash(prev, line.as_bytes(), &data_hash);
         line.push_str(&data);
         line.push_str(",\"hash\":\"");
-        line.push_str(&hex::encode(hash));
+        line.push_str(&encode_hex(hash));
         line.push_str("\"}\n");
         EncodedEvent { line, hash }
     }
@@ -199,7 +201,7 @@ impl StoredEvent {
 
     /// The event hash in hex.
     pub fn hash_hex(&self) -> String {
-        hex::encode(self.hash)
+        encode_hex(self.hash)
     }
 }
 
@@ -332,7 +334,20 @@ pub fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     (invalid & 0xf0 == 0).then_some(out)
 }
 
+/// Lower-case hex of `bytes`.
+pub fn encode_hex(bytes: impl AsRef<[u8]>) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let bytes = bytes.as_ref();
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[(b >> 4) as usize]);
+        out.push(DIGITS[(b & 0x0f) as usize]);
+    }
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
 /// The value of each lower-case hex digit; 0xff for every other byte.
+
 const NIBBLES: [u8; 256] = {
     let mut table = [0xff; 256];
     let mut i = 0;

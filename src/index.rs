@@ -134,8 +134,8 @@ impl Index {
         let Ok(raw) = RawValue::from_string(state_text) else {
             return;
         };
-        let hash = hex::encode(state.hash);
-        let state_sha256 = hex::encode(Sha256::digest(raw.get().as_bytes()));
+        let hash = crate::event::encode_hex(state.hash);
+        let state_sha256 = crate::event::encode_hex(Sha256::digest(raw.get().as_bytes()));
         let entry = Entry {
             seq: state.seq,
             offset,

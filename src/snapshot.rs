@@ -156,12 +156,12 @@ pub fn store(folder: &Folder, doc: &DocId, state: &DocState, offset: u64) {
         version: 1,
         doc: doc.to_string(),
         seq: state.seq,
-        hash: hex::encode(state.hash),
+        hash: crate::event::encode_hex(state.hash),
         offset,
         timestamp: state.timestamp.clone(),
         schema: state.schema,
         deleted: state.deleted,
-        state_sha256: hex::encode(Sha256::digest(body.as_bytes())),
+        state_sha256: crate::event::encode_hex(Sha256::digest(body.as_bytes())),
     };
     let mut text = serde_json::to_string(&header).expect("header serialises");
     text.push('\n');

@@ -58,7 +58,7 @@ impl DocState {
             timestamp: &self.timestamp,
             schema: self.schema,
             deleted: self.deleted,
-            hash: hex::encode(self.hash),
+            hash: crate::event::encode_hex(self.hash),
             state: &self.state,
         }
     }

@@ -177,7 +177,7 @@ pub fn digest<'a>(heads: impl IntoIterator<Item = (&'a DocId, Head)>) -> Hash {
             "{}\t{}\t{}\n",
             doc,
             head.seq,
-            hex::encode(head.hash)
+            crate::event::encode_hex(head.hash)
         ));
     }
     h.finalize().into()
@@ -212,7 +212,7 @@ impl Checkpoint {
                         c.doc.to_string(),
                         CheckpointHead {
                             seq: h.seq,
-                            hash: hex::encode(h.hash),
+                            hash: crate::event::encode_hex(h.hash),
                         },
                     )
                 })
@@ -223,7 +223,7 @@ impl Checkpoint {
             version: 1,
             folder_id: folder.manifest().folder_id.clone(),
             created: time::now(),
-            digest: hex::encode(digest),
+            digest: crate::event::encode_hex(digest),
             heads,
         }
     }

@@ -109,7 +109,7 @@ fn view<'a>(kind: &'a str, state: &'a DocState) -> View<'a> {
         kind,
         seq: state.seq,
         timestamp: &state.timestamp,
-        hash: hex::encode(state.hash),
+        hash: crate::event::encode_hex(state.hash),
         json_schema: state.state.get("json_schema").unwrap_or(&EMPTY),
         migration: state.state.get("migration").unwrap_or(&EMPTY),
     }

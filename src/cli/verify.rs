@@ -110,7 +110,7 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
         .transpose()?;
     let named = (!named.is_empty()).then_some(named);
     let report = verify(&folder, named, checkpoint.as_ref())?;
-    let digest = hex::encode(report.digest);
+    let digest = crate::event::encode_hex(report.digest);
     let digest_mismatch = expect_digest
         .filter(|hex| *hex != digest)
         .map(|hex| format!("the digest is {digest}, not the expected {hex}"));
