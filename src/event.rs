@@ -347,7 +347,6 @@ pub fn encode_hex(bytes: impl AsRef<[u8]>) -> String {
 }
 
 /// The value of each lower-case hex digit; 0xff for every other byte.
-
 const NIBBLES: [u8; 256] = {
     let mut table = [0xff; 256];
     let mut i = 0;
