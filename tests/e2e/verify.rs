@@ -57,7 +57,7 @@ fn digest_from_heads(heads: &[(String, u64, String)]) -> String {
     for (doc, seq, hash) in &sorted {
         h.update(format!("{doc}\t{seq}\t{hash}\n").as_bytes());
     }
-    hex::encode(h.finalize())
+    eventdir::event::encode_hex(h.finalize())
 }
 
 /// Re-seals one line by FORMAT.md: recomputes its data_hash from its salt and data bytes and its
@@ -65,7 +65,7 @@ fn digest_from_heads(heads: &[(String, u64, String)]) -> String {
 /// before the end of the line (the lines edited here keep both in place).
 fn reseal(line: &str, prev: &[u8; 32]) -> (String, [u8; 32]) {
     let salt_at = line.find(r#""salt":""#).expect("salt member") + 8;
-    let salt = hex::decode(&line[salt_at..salt_at + 32]).expect("hex salt");
+    let salt: [u8; 16] = eventdir::event::decode_hex(&line[salt_at..salt_at + 32]).expect("hex salt");
     let dh_at = line.find(r#""data_hash":""#).expect("data_hash member") + 13;
     let d_start = dh_at + 64 + r#"","data":"#.len();
     assert_eq!(
@@ -80,12 +80,12 @@ fn reseal(line: &str, prev: &[u8; 32]) -> (String, [u8; 32]) {
     );
     let data_hash = sha256(&[&salt, &line.as_bytes()[d_start..d_end]]);
     let mut e = line[..d_start].to_string();
-    e.replace_range(dh_at..dh_at + 64, &hex::encode(data_hash));
+    e.replace_range(dh_at..dh_at + 64, &eventdir::event::encode_hex(data_hash));
     let hash = sha256(&[prev, &sha256(&[e.as_bytes()]), &data_hash]);
     let sealed = format!(
         r#"{e}{},"hash":"{}"}}"#,
         &line[d_start..d_end],
-        hex::encode(hash)
+        eventdir::event::encode_hex(hash)
     );
     (sealed, hash)
 }
@@ -110,10 +110,7 @@ pub(crate) fn rewrite_and_rechain(path: &Path, index: usize, edit: impl Fn(&str)
             sealed
         } else {
             let v: Value = serde_json::from_str(&line).unwrap();
-            prev = hex::decode(v["hash"].as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap();
+            prev = eventdir::event::decode_hex(v["hash"].as_str().unwrap()).unwrap();
             line
         };
         out.push_str(&line);
@@ -778,7 +775,7 @@ fn a_stream_for_a_reserved_sys_id_is_foreign() {
     // stream at the place `sys:foo` would have is therefore foreign, not a document.
     let f = three_event_folder();
     let digest = digest_of(&f);
-    let shard = hex::encode(&sha256(&[b"sys:foo"])[..1]);
+    let shard = eventdir::event::encode_hex(&sha256(&[b"sys:foo"])[..1]);
     let rel = format!("streams/sys/{shard}/foo.ndjson");
     let path = f.path().join(&rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
