@@ -1,11 +1,11 @@
 //! The event line: how an event is written (canonical bytes, salted payload digest, chained
 //! hash) and how a stored line is parsed and checked. FORMAT.md is the specification.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
+
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -205,108 +205,155 @@ impl StoredEvent {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEvent<'a> {
-    seq: u64,
-    #[serde(borrow)]
-    doc: Cow<'a, str>,
-    #[serde(rename = "type")]
-    kind: EventType,
-    timestamp: &'a str,
-    event_id: &'a str,
-    schema: Option<u64>,
-    #[serde(borrow)]
-    meta: Option<&'a RawValue>,
-    salt: &'a str,
-    data_hash: &'a str,
-    #[serde(borrow)]
-    data: &'a RawValue,
-    /// Checked from the bytes at the line's end, where it must be.
-    #[serde(rename = "hash")]
-    _hash: serde::de::IgnoredAny,
+/// Reads the envelope of a stored line front to back. The envelope has one spelling (FORMAT.md),
+/// so it is matched literally rather than parsed as general JSON: faster, and any other order,
+/// spacing or spelling is refused by construction.
+struct Scanner<'a> {
+    line: &'a str,
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn expect(&mut self, literal: &str) -> Result<(), String> {
+        if self.line[self.pos..].starts_with(literal) {
+            self.pos += literal.len();
+            Ok(())
+        } else {
+            Err(format!("expected {literal:?} at byte {}", self.pos))
+        }
+    }
+
+    /// `n` bytes, then `"`.
+    fn fixed(&mut self, n: usize, what: &str) -> Result<&'a str, String> {
+        let text = self
+            .line
+            .get(self.pos..self.pos + n)
+            .filter(|_| self.line[self.pos + n..].starts_with('"'));
+        let text =
+            text.ok_or_else(|| format!("{what} at byte {} is not {n} characters long", self.pos))?;
+        self.pos += n + 1;
+        Ok(text)
+    }
+
+    /// A plain decimal integer: `0` or a digit string without a leading zero.
+    fn integer(&mut self, what: &str) -> Result<u64, String> {
+        let digits = self.line[self.pos..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        let text = &self.line[self.pos..self.pos + digits];
+        if digits == 0 || (digits > 1 && text.starts_with('0')) {
+            return Err(format!(
+                "{what} at byte {} is not a plain decimal integer",
+                self.pos
+            ));
+        }
+        self.pos += digits;
+        text.parse().map_err(|_| format!("{what} is out of range"))
+    }
+
+    /// One JSON value, returned as its text.
+    fn value(&mut self, what: &str) -> Result<&'a str, String> {
+        let mut de = serde_json::Deserializer::from_str(&self.line[self.pos..]);
+        let raw =
+            <&RawValue>::deserialize(&mut de).map_err(|e| format!("{what} is not JSON: {e}"))?;
+        let text = raw.get();
+        if !self.line[self.pos..].starts_with(text) {
+            return Err(format!("{what} is preceded by whitespace"));
+        }
+        self.pos += text.len();
+        Ok(text)
+    }
 }
 
 /// Parses one stored line (without its newline) of document `doc` and checks everything the
 /// line itself can prove: its members, its payload digest, and its hash chained to `prev`.
 /// The error is a reason for a corruption report.
 pub fn parse_line(line: String, doc: &DocId, prev: &Hash) -> Result<StoredEvent, String> {
-    let raw: RawEvent =
-        serde_json::from_str(&line).map_err(|e| format!("not a valid event line: {e}"))?;
-    if raw.doc != doc.as_str() {
-        return Err(format!(
-            "the event belongs to {:?}, not to this stream",
-            raw.doc
-        ));
-    }
-    if !crate::time::is_stored_form(raw.timestamp) {
-        return Err(format!(
-            "timestamp {:?} is not in the stored form",
-            raw.timestamp
-        ));
-    }
-    if uuid::Uuid::parse_str(raw.event_id)
-        .map(|u| u.to_string())
-        .as_deref()
-        != Ok(raw.event_id)
-    {
-        return Err(format!(
-            "event_id {:?} is not a lower-case UUID",
-            raw.event_id
-        ));
-    }
-    let salt = decode_hex::<SALT_BYTES>(raw.salt).ok_or("salt is not 32 lower-case hex digits")?;
-    let data_hash =
-        decode_hex::<32>(raw.data_hash).ok_or("data_hash is not 64 lower-case hex digits")?;
-    let data_text = raw.data.get();
-    let start = data_text.as_ptr() as usize - line.as_ptr() as usize;
-    let data = start..start + data_text.len();
-    let shape_ok = match raw.kind {
-        EventType::Create => data_text.starts_with('{'),
-        EventType::Update | EventType::Migrate => data_text.starts_with('['),
-        EventType::Delete => data_text == "null",
+    let mut scan = Scanner {
+        line: &line,
+        pos: 0,
     };
-    if !shape_ok {
-        return Err(format!("data of a {} event has the wrong shape", raw.kind));
+    let bad = |reason: String| format!("not a valid event line: {reason}");
+    scan.expect("{\"seq\":").map_err(bad)?;
+    let seq = scan.integer("seq").map_err(bad)?;
+    scan.expect(",\"doc\":").map_err(bad)?;
+    let doc_text = scan.value("doc").map_err(bad)?;
+    let doc_value: String =
+        serde_json::from_str(doc_text).map_err(|_| bad("doc is not a string".to_string()))?;
+    if doc_value != doc.as_str() {
+        return Err(format!(
+            "the event belongs to {doc_value:?}, not to this stream"
+        ));
     }
-    if payload_digest(&salt, data_text.as_bytes()) != data_hash {
-        return Err("data does not match data_hash".to_string());
+    if crate::json::canonical(&Value::String(doc_value)) != doc_text {
+        return Err(bad("doc is not escaped in the stored form".to_string()));
     }
-    crate::json::check_readable(data_text).map_err(|e| format!("data cannot be read: {e}"))?;
-
-    let meta = raw.meta.map_or("null", RawValue::get);
+    scan.expect(",\"type\":\"").map_err(bad)?;
+    let kind = match &line[scan.pos..] {
+        rest if rest.starts_with("create\"") => EventType::Create,
+        rest if rest.starts_with("update\"") => EventType::Update,
+        rest if rest.starts_with("delete\"") => EventType::Delete,
+        rest if rest.starts_with("migrate\"") => EventType::Migrate,
+        _ => return Err(bad(format!("unknown type at byte {}", scan.pos))),
+    };
+    scan.pos += kind.as_str().len() + 1;
+    scan.expect(",\"timestamp\":\"").map_err(bad)?;
+    let timestamp = scan.fixed(27, "timestamp").map_err(bad)?;
+    if !crate::time::is_stored_form(timestamp) {
+        return Err(format!("timestamp {timestamp:?} is not in the stored form"));
+    }
+    scan.expect(",\"event_id\":\"").map_err(bad)?;
+    let event_id = scan.fixed(36, "event_id").map_err(bad)?;
+    if !is_lower_uuid(event_id) {
+        return Err(format!("event_id {event_id:?} is not a lower-case UUID"));
+    }
+    scan.expect(",\"schema\":").map_err(bad)?;
+    let schema = if line[scan.pos..].starts_with("null") {
+        scan.pos += 4;
+        None
+    } else {
+        Some(scan.integer("schema").map_err(bad)?)
+    };
+    scan.expect(",\"meta\":").map_err(bad)?;
+    let meta = scan.value("meta").map_err(bad)?;
     if meta != "null" && !meta.starts_with('{') {
         return Err("meta is neither an object nor null".to_string());
     }
-    let envelope = Envelope {
-        seq: raw.seq,
-        doc: &raw.doc,
-        kind: raw.kind,
-        timestamp: raw.timestamp,
-        event_id: raw.event_id,
-        schema: raw.schema,
-        meta,
-        salt: raw.salt,
-        data_hash: raw.data_hash,
-    };
-    let mut expected = String::with_capacity(start);
-    envelope.write(&mut expected);
-    if expected.as_bytes() != &line.as_bytes()[..start] {
-        return Err("the members before data are not exactly in the stored form (order, spelling or spacing)".to_string());
-    }
-    let hash = chain_hash(prev, &line.as_bytes()[..start], &data_hash);
+    scan.expect(",\"salt\":\"").map_err(bad)?;
+    let salt = decode_hex::<SALT_BYTES>(scan.fixed(32, "salt").map_err(bad)?)
+        .ok_or("salt is not 32 lower-case hex digits")?;
+    scan.expect(",\"data_hash\":\"").map_err(bad)?;
+    let data_hash = decode_hex::<32>(scan.fixed(64, "data_hash").map_err(bad)?)
+        .ok_or("data_hash is not 64 lower-case hex digits")?;
+    scan.expect(",\"data\":").map_err(bad)?;
+    let start = scan.pos;
+    let data_text = scan.value("data").map_err(bad)?;
+    let data = start..scan.pos;
     let stored = line[data.end..]
         .strip_prefix(",\"hash\":\"")
         .and_then(|rest| rest.strip_suffix("\"}"))
         .and_then(decode_hex::<32>)
         .ok_or("the line does not end with the hash member")?;
+    let shape_ok = match kind {
+        EventType::Create => data_text.starts_with('{'),
+        EventType::Update | EventType::Migrate => data_text.starts_with('['),
+        EventType::Delete => data_text == "null",
+    };
+    if !shape_ok {
+        return Err(format!("data of a {kind} event has the wrong shape"));
+    }
+    if payload_digest(&salt, data_text.as_bytes()) != data_hash {
+        return Err("data does not match data_hash".to_string());
+    }
+    crate::json::check_readable(data_text).map_err(|e| format!("data cannot be read: {e}"))?;
+    let hash = chain_hash(prev, &line.as_bytes()[..start], &data_hash);
     if stored != hash {
         return Err(
             "hash does not match the event's bytes and the previous event's hash".to_string(),
         );
     }
-    let (seq, kind, schema) = (raw.seq, raw.kind, raw.schema);
-    let timestamp = raw.timestamp.to_string();
+    let timestamp = timestamp.to_string();
     Ok(StoredEvent {
         line,
         seq,
@@ -316,6 +363,15 @@ pub fn parse_line(line: String, doc: &DocId, prev: &Hash) -> Result<StoredEvent,
         hash,
         data,
     })
+}
+
+/// Whether `text` is a UUID in lower-case hyphenated form.
+fn is_lower_uuid(text: &str) -> bool {
+    text.len() == 36
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => NIBBLES[b as usize] != 0xff,
+        })
 }
 
 /// Decodes exactly `N` bytes of lower-case hex.

@@ -29,8 +29,37 @@ pub fn parse(text: &str, what: &str) -> Result<String> {
 
 /// Whether `text` is exactly in the stored form.
 pub fn is_stored_form(text: &str) -> bool {
-    text.len() == 27
-        && DateTime::parse_from_rfc3339(text).is_ok_and(|t| format(t.with_timezone(&Utc)) == text)
+    // YYYY-MM-DDTHH:MM:SS.ffffffZ, checked without allocating: readers call this per event.
+    let b = text.as_bytes();
+    let digits_at = |range: std::ops::Range<usize>| b[range].iter().all(u8::is_ascii_digit);
+    let number = |range: std::ops::Range<usize>| {
+        b[range]
+            .iter()
+            .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+    };
+    if b.len() != 27
+        || ![
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (26, b'Z'),
+        ]
+        .iter()
+        .all(|&(i, c)| b[i] == c)
+        || ![0..4, 5..7, 8..10, 11..13, 14..16, 17..19, 20..26]
+            .into_iter()
+            .all(digits_at)
+    {
+        return false;
+    }
+    let (hour, minute, second) = (number(11..13), number(14..16), number(17..19));
+    chrono::NaiveDate::from_ymd_opt(number(0..4) as i32, number(5..7), number(8..10)).is_some()
+        && hour < 24
+        && minute < 60
+        && second < 60
 }
 
 #[cfg(test)]
