@@ -65,7 +65,8 @@ fn digest_from_heads(heads: &[(String, u64, String)]) -> String {
 /// before the end of the line (the lines edited here keep both in place).
 fn reseal(line: &str, prev: &[u8; 32]) -> (String, [u8; 32]) {
     let salt_at = line.find(r#""salt":""#).expect("salt member") + 8;
-    let salt: [u8; 16] = eventdir::event::decode_hex(&line[salt_at..salt_at + 32]).expect("hex salt");
+    let salt: [u8; 16] =
+        eventdir::event::decode_hex(&line[salt_at..salt_at + 32]).expect("hex salt");
     let dh_at = line.find(r#""data_hash":""#).expect("data_hash member") + 13;
     let d_start = dh_at + 64 + r#"","data":"#.len();
     assert_eq!(
