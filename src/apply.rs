@@ -52,6 +52,8 @@ struct StreamState {
 pub struct Applier {
     dir: std::path::PathBuf,
     folder: Option<Folder>,
+    /// The origin named by the first line, until the replica exists.
+    origin: Option<String>,
     streams: HashMap<DocId, StreamState>,
     pub summary: Summary,
 }
@@ -78,6 +80,7 @@ impl Applier {
         Ok(Applier {
             dir: dir.to_path_buf(),
             folder,
+            origin: None,
             streams: HashMap::new(),
             summary: Summary::default(),
         })
@@ -96,6 +99,7 @@ impl Applier {
                 bad("not an export line (it must start with {\"origin\":\"<folder id>\",")
             })?;
             let folder = self.replica(origin)?;
+            let folder = folder.as_ref();
             let (seq, doc) = {
                 let key: Key = serde_json::from_str(&stored)
                     .map_err(|e| bad(&format!("not an event: {e}")))?;
@@ -103,7 +107,7 @@ impl Applier {
             };
 
             if !self.streams.contains_key(&doc) {
-                let state = load_state(&folder, &doc)?;
+                let state = load_state(folder, &doc)?;
                 self.streams.insert(doc.clone(), state);
             }
             let state = self.streams.get_mut(&doc).expect("inserted above");
@@ -119,7 +123,7 @@ impl Applier {
             };
             if seq < state.next_seq {
                 let hash = stored_hash(&stored);
-                let held = held_hashes(&folder, &doc, state)?;
+                let held = held_hashes(folder, &doc, state)?;
                 if held.get(seq as usize).copied() != hash {
                     refuse(
                         state,
@@ -177,13 +181,12 @@ impl Applier {
                 }
             }
         }
-        let Some(folder) = self.folder.clone() else {
-            return Ok(());
-        };
         for (doc, bytes) in pending {
             if bytes.is_empty() || self.streams.get(&doc).is_some_and(|s| s.refused) {
                 continue;
             }
+            // The replica is created only once it has an event to hold.
+            let folder = self.create_replica()?;
             let events = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
             write_stream(&folder, &doc, &bytes)?;
             self.summary.applied += events;
@@ -191,27 +194,43 @@ impl Applier {
         Ok(())
     }
 
-    /// The replica folder, created for `origin` on first use.
-    fn replica(&mut self, origin: &str) -> Result<Folder> {
+    /// Checks that `origin` is this replica's origin (the first line names it for a replica
+    /// not yet created); returns the replica folder once it exists.
+    fn replica(&mut self, origin: &str) -> Result<Option<Folder>> {
+        let expected = match &self.folder {
+            Some(folder) => folder.manifest().replica_of.clone().unwrap_or_default(),
+            None => self
+                .origin
+                .get_or_insert_with(|| origin.to_string())
+                .clone(),
+        };
+        if expected != origin {
+            return Err(Error::input(
+                "apply",
+                format!(
+                    "the stream comes from folder {origin}, but this replica's origin is {expected}"
+                ),
+            ));
+        }
+        Ok(self.folder.clone())
+    }
+
+    /// The replica folder, created (marked with its origin) if it does not exist yet.
+    fn create_replica(&mut self) -> Result<Folder> {
         if let Some(folder) = &self.folder {
-            let expected = folder.manifest().replica_of.as_deref().unwrap_or_default();
-            if expected != origin {
-                return Err(Error::input(
-                    "apply",
-                    format!(
-                        "the stream comes from folder {origin}, but this replica's origin is {expected}"
-                    ),
-                ));
-            }
             return Ok(folder.clone());
         }
+        let origin = self
+            .origin
+            .clone()
+            .expect("a line named the origin before anything is written");
         let manifest = Manifest {
             format: "eventdir".to_string(),
             version: FORMAT_VERSION,
             folder_id: uuid::Uuid::new_v4().to_string(),
             created: time::now(),
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
-            replica_of: Some(origin.to_string()),
+            replica_of: Some(origin),
         };
         let mut text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
         text.push('\n');
@@ -229,7 +248,15 @@ fn stored_hash(line: &str) -> Option<Hash> {
     crate::event::decode_hex(hex)
 }
 
-fn load_state(folder: &Folder, doc: &DocId) -> Result<StreamState> {
+fn load_state(folder: Option<&Folder>, doc: &DocId) -> Result<StreamState> {
+    let Some(folder) = folder else {
+        return Ok(StreamState {
+            next_seq: 0,
+            prev_hash: ZERO_HASH,
+            held: None,
+            refused: false,
+        });
+    };
     let path = folder.stream_path(doc);
     let (next_seq, prev_hash) = match fsio::open_read(&path)? {
         None => (0, ZERO_HASH),
@@ -247,13 +274,17 @@ fn load_state(folder: &Folder, doc: &DocId) -> Result<StreamState> {
 }
 
 fn held_hashes<'a>(
-    folder: &Folder,
+    folder: Option<&Folder>,
     doc: &DocId,
     state: &'a mut StreamState,
 ) -> Result<&'a Vec<Hash>> {
     if state.held.is_none() {
         let mut hashes = Vec::new();
-        if let Some(mut reader) = StreamReader::open(folder, doc)? {
+        if let Some(mut reader) = folder
+            .map(|f| StreamReader::open(f, doc))
+            .transpose()?
+            .flatten()
+        {
             while let Some(event) = reader.next_event()? {
                 hashes.push(event.hash);
             }

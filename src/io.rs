@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
-/// Opens an existing file for reading without following a symlink in its last component.
-/// Returns `None` when the file does not exist.
+/// Opens an existing stream file for reading without following a symlink, neither the file
+/// itself nor its shard and type directories. Returns `None` when the file does not exist.
 pub fn open_read(path: &Path) -> Result<Option<File>> {
+    refuse_symlinked_dirs(path)?;
     match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -44,6 +45,7 @@ pub fn open_locked(root: &Path, path: &Path) -> Result<LockedStream> {
             .read(true)
             .append(true)
             .custom_flags(libc::O_NOFOLLOW);
+        refuse_symlinked_dirs(path)?;
         let (file, created_file, created_dirs) = match options.open(path) {
             Ok(file) => (file, false, Vec::new()),
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(refusal(path, e)),
@@ -73,6 +75,24 @@ pub fn open_locked(root: &Path, path: &Path) -> Result<LockedStream> {
             });
         }
     }
+}
+
+/// Refuses a stream path whose shard or type directory (`streams/TYPE/SHARD/`) is a symlink, so
+/// that no stream is read or written outside the folder.
+fn refuse_symlinked_dirs(path: &Path) -> Result<()> {
+    for dir in path.ancestors().skip(1).take(2) {
+        match fs::symlink_metadata(dir) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(Error::Io {
+                    action: "use",
+                    path: dir.to_path_buf(),
+                    source: io::Error::other("it is a symlink, which eventdir refuses to follow"),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether `file` is still the file at `path` (not unlinked or replaced since it was opened).

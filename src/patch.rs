@@ -37,15 +37,14 @@ pub fn from_sets(sets: &[(String, Value)]) -> Result<Patch> {
     parse(Value::Array(ops), "--set")
 }
 
-/// Applies `patch` to `doc` in place, all or nothing: on error `doc` is as it was. A patch
-/// without `test` operations goes to json-patch in one call, which undoes itself on error;
-/// one with `test` operations (compared numerically here) is applied to a copy.
+/// Applies `patch` to `doc` in place, all or nothing: on error `doc` is as it was. A patch of
+/// `add`, `remove`, `replace` and `copy` goes to json-patch in one call, which undoes itself on
+/// error. `test` (compared numerically here) and `move` (whose failure json-patch cannot undo:
+/// it drops the source, and undoing earlier operations then panics) go through a copy.
 pub fn apply_in_place(doc: &mut Value, patch: &Patch) -> Result<(), String> {
-    if patch
-        .0
-        .iter()
-        .any(|op| matches!(op, PatchOperation::Test(_)))
-    {
+    let needs_copy =
+        |op: &PatchOperation| matches!(op, PatchOperation::Test(_) | PatchOperation::Move(_));
+    if patch.0.iter().any(needs_copy) {
         *doc = apply(doc, patch)?;
         return Ok(());
     }
