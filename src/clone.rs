@@ -44,7 +44,6 @@ pub struct Progress {
 /// One stream's plan: copy the source's bytes `[from, to)`.
 struct Plan {
     doc: DocId,
-    src: File,
     src_path: PathBuf,
     to: u64,
     head: Head,
@@ -208,7 +207,6 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
     };
     Ok(Some(Plan {
         doc,
-        src: src_file,
         src_path,
         to,
         head,
@@ -231,10 +229,16 @@ fn copy_stream(src: &Folder, dst: &Folder, plan: &Plan) -> Result<u64> {
         // A torn tail from an interrupted run: never acknowledged, so it goes.
         fsio::truncate(&stream.file, &dst_path, plan.start.offset)?;
     }
-    let handle = plan
-        .src
-        .try_clone()
-        .map_err(Error::io("read", &plan.src_path))?;
+    // Reopened here rather than kept open since planning: a folder may hold more streams than
+    // a process may open files. The chain check from the recorded position, and the recorded
+    // head at the end, make sure it is still the same stream.
+    let handle = fsio::open_read(&plan.src_path)?.ok_or_else(|| Error::Corrupt {
+        doc: plan.doc.to_string(),
+        path: plan.src_path.clone(),
+        line: None,
+        seq: Some(plan.head.seq),
+        reason: "the source stream disappeared during the clone".to_string(),
+    })?;
     let mut reader = StreamReader::at(
         handle,
         plan.src_path.clone(),

@@ -14,8 +14,23 @@ use crate::{DocId, Error, Folder, Result, json, patch, state};
 
 /// The most requests committed in one group.
 const GROUP_LINES: usize = 50_000;
-/// The most streams one group holds open and locked.
+/// The most streams one group holds open and locked, when the open-file limit allows.
 const GROUP_STREAMS: usize = 256;
+
+/// How many streams a group may hold open: [`GROUP_STREAMS`], or fewer under a low limit of
+/// open files (two descriptors a stream, some left for everything else).
+fn streams_per_group() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into `limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 16;
+    }
+    let available = (limit.rlim_cur as usize).saturating_sub(32) / 2;
+    available.clamp(1, GROUP_STREAMS)
+}
 
 pub fn run(folder: &Folder) -> Result<ExitCode> {
     let limit = folder.max_event_bytes();
@@ -43,6 +58,7 @@ pub fn run(folder: &Folder) -> Result<ExitCode> {
     });
     let mut out = Output::new();
     let mut first_refusal = None;
+    let streams_per_group = streams_per_group();
     let mut line_no: u64 = 0;
     while let Ok(first) = receiver.recv() {
         // Whatever is already available joins the group; nothing waits for more input.
@@ -62,7 +78,7 @@ pub fn run(folder: &Folder) -> Result<ExitCode> {
             })
             .collect();
         let mut outcomes: Vec<Option<Outcome>> = (0..requests.len()).map(|_| None).collect();
-        for group in split_by_streams(requests) {
+        for group in split_by_streams(requests, streams_per_group) {
             let (indexes, group): (Vec<usize>, Vec<Result<Request>>) = group.into_iter().unzip();
             for (i, outcome) in indexes.into_iter().zip(append_batch(folder, group)) {
                 outcomes[i] = Some(outcome);
@@ -83,10 +99,13 @@ pub fn run(folder: &Folder) -> Result<ExitCode> {
     Ok(first_refusal.unwrap_or(ExitCode::Success))
 }
 
-/// Splits requests into groups touching at most [`GROUP_STREAMS`] streams each, every stream's
+/// Splits requests into groups touching at most `streams_per_group` streams each, every stream's
 /// requests in one group and in input order (there is no order across streams to keep).
 /// Each request keeps its index in the input.
-fn split_by_streams(requests: Vec<Result<Request>>) -> Vec<Vec<(usize, Result<Request>)>> {
+fn split_by_streams(
+    requests: Vec<Result<Request>>,
+    streams_per_group: usize,
+) -> Vec<Vec<(usize, Result<Request>)>> {
     let mut group_of: HashMap<DocId, usize> = HashMap::new();
     let mut groups: Vec<Vec<(usize, Result<Request>)>> = vec![Vec::new()];
     let mut streams_in_last = 0;
@@ -94,7 +113,7 @@ fn split_by_streams(requests: Vec<Result<Request>>) -> Vec<Vec<(usize, Result<Re
         let group = match &request {
             Err(_) => 0,
             Ok(r) => *group_of.entry(r.doc.clone()).or_insert_with(|| {
-                if streams_in_last == GROUP_STREAMS {
+                if streams_in_last == streams_per_group {
                     groups.push(Vec::new());
                     streams_in_last = 0;
                 }

@@ -771,3 +771,56 @@ fn clone_leaves_out_a_torn_tail_of_the_source() {
     assert_eq!(report["digest"], summary["digest"]);
     assert_eq!(summary["digest"], digest(src.path()));
 }
+
+#[test]
+fn clone_and_batch_work_with_more_streams_than_open_files_allowed() {
+    use std::os::unix::process::CommandExt;
+    let folder = TestFolder::new();
+    let input: String = (0..300)
+        .map(|i| format!("{{\"doc\":\"many:{i}\",\"data\":{{\"n\":{i}}}}}\n"))
+        .collect();
+    let limited = |cmd: &mut std::process::Command| {
+        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                let rlimit = libc::rlimit {
+                    rlim_cur: 64,
+                    rlim_max: 64,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    };
+    let mut batch = std::process::Command::new(assert_cmd::cargo::cargo_bin("eventdir"));
+    batch
+        .arg("-C")
+        .arg(folder.path())
+        .args(["append", "--batch"]);
+    limited(&mut batch);
+    batch
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut child = batch.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let dst = tempfile::tempdir().unwrap();
+    let target = dst.path().join("copy");
+    let mut clone = std::process::Command::new(assert_cmd::cargo::cargo_bin("eventdir"));
+    clone.arg("clone").arg(folder.path()).arg(&target);
+    limited(&mut clone);
+    let out = clone.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["streams"], 300);
+    assert_eq!(
+        summary["digest"],
+        folder.json(&["verify", "--json"])["digest"]
+    );
+}
