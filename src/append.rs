@@ -167,7 +167,7 @@ fn append_locked(
             repaired_tail: None,
         });
     }
-    let repaired_tail = commit(folder, file, path, &tail, &bytes)?;
+    let repaired_tail = commit(folder, file, path, &tail, &bytes, Durability::Fsync)?;
     let mut prev = tail
         .last
         .as_ref()
@@ -196,12 +196,16 @@ pub(crate) fn commit(
     path: &Path,
     tail: &Tail,
     bytes: &str,
+    durability: Durability,
 ) -> Result<Option<u64>> {
     let repaired_tail = (tail.partial_len > 0).then_some(tail.partial_len);
     if repaired_tail.is_some() {
         fsio::truncate(file, path, tail.complete_len)?;
     }
     fsio::append_or_roll_back(file, path, tail.complete_len, bytes.as_bytes())?;
+    if durability == Durability::Deferred {
+        return Ok(repaired_tail);
+    }
     if let Err(e) = fsio::sync_file(file, path) {
         // Not acknowledged: try to take the lines back; the error stands either way.
         let _ = file.set_len(tail.complete_len);
@@ -213,6 +217,15 @@ pub(crate) fn commit(
         fsio::sync_parents(path, &folder.streams_dir())?;
     }
     Ok(repaired_tail)
+}
+
+/// Who makes a commit durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// [`commit`] fsyncs the file (and a new file's directories) itself.
+    Fsync,
+    /// The caller syncs the whole file system afterwards (`syncfs`), once for many streams.
+    Deferred,
 }
 
 /// The last event of a stream as a planner sees it: on disk, or planned earlier in the same
@@ -243,6 +256,16 @@ impl Head {
             state: None,
             since_snapshot: 0,
         }
+    }
+
+    /// Whether this head, remembered from an earlier commit, is still the end of the stream
+    /// whose tail was just read (nobody else appended since), with its state known.
+    pub(crate) fn continues(&self, tail: &Tail) -> bool {
+        let same = match (&self.last, &tail.last) {
+            (Some(mine), Some(theirs)) => mine.seq == theirs.seq && mine.hash == theirs.hash,
+            _ => false,
+        };
+        same && self.state.is_some()
     }
 
     pub(crate) fn from_tail(tail: &Tail) -> Head {

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::PathBuf;
 
-use crate::append::{Head, Request, commit, plan, refuse_replica, schema_context};
+use crate::append::{Durability, Head, Request, commit, plan, refuse_replica, schema_context};
 use crate::exit_code::ExitCode;
-use crate::io::LockedStream;
+use crate::io::{FilesystemSync, LockedStream};
 use crate::schema::History;
 use crate::stream::{Tail, read_tail};
 use crate::{DocId, Error, Folder, Result, io as fsio};
@@ -30,12 +30,30 @@ struct OpenStream {
     requests: Vec<usize>,
 }
 
+/// From this many streams in one group on, one `syncfs` replaces the per-file fsyncs.
+const SYNCFS_FROM: usize = 8;
+
 fn refusal(error: &Error) -> (ExitCode, String) {
     (ExitCode::of(error), error.to_string())
 }
 
+/// The ends of the streams a long-running batch wrote last, with their states, so that the
+/// next group need not fold them again. An entry is used only while the stream's last event is
+/// still the one remembered.
+#[derive(Default)]
+pub struct HeadCache {
+    heads: HashMap<DocId, Head>,
+}
+
+/// The most streams a [`HeadCache`] remembers.
+const CACHED_HEADS: usize = 100_000;
+
 /// Appends every valid request, in order, and returns one outcome per request.
-pub fn append_batch(folder: &Folder, requests: Vec<Result<Request>>) -> Vec<Outcome> {
+pub fn append_batch(
+    folder: &Folder,
+    requests: Vec<Result<Request>>,
+    cache: &mut HeadCache,
+) -> Vec<Outcome> {
     let mut outcomes: Vec<Outcome> = requests
         .iter()
         .map(|r| match r {
@@ -64,7 +82,7 @@ pub fn append_batch(folder: &Folder, requests: Vec<Result<Request>>) -> Vec<Outc
             .or_insert_with(|| Err((ExitCode::Failure, String::new())));
     }
     for (doc, slot) in streams.iter_mut() {
-        *slot = open_stream(folder, doc).map_err(|e| refusal(&e));
+        *slot = open_stream(folder, doc, cache).map_err(|e| refusal(&e));
     }
     let mut histories: BTreeMap<String, Result<Option<History>, (ExitCode, String)>> =
         BTreeMap::new();
@@ -115,6 +133,23 @@ pub fn append_batch(folder: &Folder, requests: Vec<Result<Request>>) -> Vec<Outc
         }
     }
     let mut failed: HashMap<usize, (ExitCode, String)> = HashMap::new();
+    // Many streams are made durable by one syncfs rather than an fsync each (and three for each
+    // new stream's directories); the sync is opened before the writes it must cover.
+    let touched = streams
+        .values()
+        .filter(|s| s.as_ref().is_ok_and(|s| !s.pending.is_empty()))
+        .count();
+    let sync = if touched >= SYNCFS_FROM {
+        FilesystemSync::begin(folder.root()).ok()
+    } else {
+        None
+    };
+    let durability = if sync.is_some() {
+        Durability::Deferred
+    } else {
+        Durability::Fsync
+    };
+    let mut written: Vec<DocId> = Vec::new();
     for (doc, stream) in streams.iter_mut() {
         let Ok(stream) = stream else { continue };
         if stream.pending.is_empty() {
@@ -123,24 +158,44 @@ pub fn append_batch(folder: &Folder, requests: Vec<Result<Request>>) -> Vec<Outc
             }
             continue;
         }
-        let written = commit(
+        match commit(
             folder,
             &mut stream.stream.file,
             &stream.path,
             &stream.tail,
             &stream.pending,
-        );
-        match written {
-            Ok(_) => {
-                let end = stream.tail.complete_len + stream.pending.len() as u64;
-                stream.head.store_snapshot(folder, doc, end);
-            }
+            durability,
+        ) {
+            Ok(_) => written.push(doc.clone()),
             Err(e) => {
                 for i in &stream.requests {
                     failed.insert(*i, refusal(&e));
                 }
                 if stream.stream.created_file {
                     fsio::remove_new_stream(&stream.stream, &stream.path);
+                }
+            }
+        }
+    }
+    let synced = sync.map_or(Ok(()), FilesystemSync::finish);
+    for doc in written {
+        let Some(Ok(stream)) = streams.get_mut(&doc) else {
+            continue;
+        };
+        match &synced {
+            Ok(()) => {
+                let end = stream.tail.complete_len + stream.pending.len() as u64;
+                stream.head.store_snapshot(folder, &doc, end);
+                if cache.heads.len() >= CACHED_HEADS {
+                    cache.heads.clear();
+                }
+                cache.heads.insert(doc, stream.head.clone());
+            }
+            Err(e) => {
+                // Not acknowledged: take the lines back; the error stands either way.
+                let _ = stream.stream.file.set_len(stream.tail.complete_len);
+                for i in &stream.requests {
+                    failed.insert(*i, refusal(e));
                 }
             }
         }
@@ -152,7 +207,7 @@ pub fn append_batch(folder: &Folder, requests: Vec<Result<Request>>) -> Vec<Outc
     outcomes
 }
 
-fn open_stream(folder: &Folder, doc: &DocId) -> Result<OpenStream> {
+fn open_stream(folder: &Folder, doc: &DocId, cache: &mut HeadCache) -> Result<OpenStream> {
     let path = folder.stream_path(doc);
     let stream = fsio::open_locked(&folder.streams_dir(), &path)?;
     let tail = match read_tail(&stream.file, &path, doc, folder.max_event_bytes()) {
@@ -164,7 +219,10 @@ fn open_stream(folder: &Folder, doc: &DocId) -> Result<OpenStream> {
             return Err(e);
         }
     };
-    let head = Head::from_tail(&tail);
+    let head = match cache.heads.remove(doc) {
+        Some(head) if head.continues(&tail) => head,
+        _ => Head::from_tail(&tail),
+    };
     Ok(OpenStream {
         path,
         stream,

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::output::Output;
 use crate::append::{Action, Expect, Request};
-use crate::batch::{Outcome, append_batch};
+use crate::batch::{HeadCache, Outcome, append_batch};
 use crate::exit_code::ExitCode;
 use crate::{DocId, Error, Folder, Result, json, patch, state};
 
@@ -59,6 +59,7 @@ pub fn run(folder: &Folder) -> Result<ExitCode> {
     let mut out = Output::new();
     let mut first_refusal = None;
     let streams_per_group = streams_per_group();
+    let mut cache = HeadCache::default();
     let mut line_no: u64 = 0;
     while let Ok(first) = receiver.recv() {
         // Whatever is already available joins the group; nothing waits for more input.
@@ -80,7 +81,10 @@ pub fn run(folder: &Folder) -> Result<ExitCode> {
         let mut outcomes: Vec<Option<Outcome>> = (0..requests.len()).map(|_| None).collect();
         for group in split_by_streams(requests, streams_per_group) {
             let (indexes, group): (Vec<usize>, Vec<Result<Request>>) = group.into_iter().unzip();
-            for (i, outcome) in indexes.into_iter().zip(append_batch(folder, group)) {
+            for (i, outcome) in indexes
+                .into_iter()
+                .zip(append_batch(folder, group, &mut cache))
+            {
                 outcomes[i] = Some(outcome);
             }
         }
