@@ -3,6 +3,7 @@
 mod append;
 mod apply;
 mod at;
+mod batch;
 mod clone;
 mod common;
 mod concurrency;

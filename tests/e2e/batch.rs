@@ -1,0 +1,158 @@
+//! `append --batch`: one result line per request, in order; refusals write nothing and do not
+//! stop the others; results come as soon as their group is durable.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+fn batch(folder: &TestFolder, input: &str) -> (i32, Vec<Value>) {
+    let out = folder
+        .cmd()
+        .args(["append", "--batch"])
+        .write_stdin(input.to_string())
+        .output()
+        .unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out.status.code().unwrap(), lines)
+}
+
+#[test]
+fn batch_prints_one_result_per_request_in_order_and_refusals_write_nothing_else() {
+    let folder = TestFolder::new();
+    let input = [
+        json!({"doc": "order:1", "data": {"qty": 1}}),
+        json!({"doc": "order:2", "data": {"qty": 2}}),
+        json!({"doc": "order:1", "set": {"qty": 3}, "expect": 0}),
+        json!({"doc": "order:1", "set": {"qty": 4}, "expect": 0}),
+        json!({"doc": "order:3", "type": "delete"}),
+        json!({"doc": "order:2", "data": [{"op": "remove", "path": "/missing"}]}),
+        json!({"doc": "order:2", "type": "delete", "meta": {"actor": "bob"}}),
+        json!({"doc": "sys:schema:order", "data": {}}),
+    ];
+    let mut text: String = input.iter().map(|r| format!("{r}\n")).collect();
+    text.push_str("not json\n");
+    let (code, lines) = batch(&folder, &text);
+    assert_eq!(lines.len(), 9);
+    assert_eq!(
+        (lines[0]["doc"].clone(), lines[0]["seq"].clone()),
+        (json!("order:1"), json!(0))
+    );
+    assert_eq!(lines[1]["doc"], "order:2");
+    assert_eq!(lines[2]["seq"], 1);
+    assert_eq!(
+        lines[3]["error"]["code"], 3,
+        "the second --expect 0 sees the first one's event"
+    );
+    assert_eq!(lines[3]["line"], 4);
+    assert_eq!(lines[4]["error"]["code"], 5);
+    assert_eq!(lines[5]["error"]["code"], 2);
+    assert_eq!(lines[6]["type"], "delete");
+    assert_eq!(lines[6]["meta"], json!({"actor": "bob"}));
+    assert_eq!(lines[7]["error"]["code"], 2);
+    assert_eq!(lines[8]["error"]["code"], 2);
+    assert_eq!(code, 3, "exits with the first refusal's code");
+    assert_eq!(folder.json(&["get", "order:1"])["state"], json!({"qty": 3}));
+    assert_eq!(folder.json(&["get", "order:2"])["deleted"], true);
+    assert!(!folder.stream_file("order:3").exists());
+    assert_eq!(folder.json(&["verify", "--json"])["ok"], true);
+    // The stored lines are what the results said.
+    let log = folder.ndjson(&["log", "order:1"]);
+    assert_eq!(log[0], lines[0]);
+    assert_eq!(log[1], lines[2]);
+}
+
+#[test]
+fn a_trickle_is_committed_line_by_line_without_waiting_for_more_input() {
+    let folder = TestFolder::new();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("eventdir"))
+        .arg("-C")
+        .arg(folder.path())
+        .args(["append", "--batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut results = BufReader::new(child.stdout.take().unwrap());
+    for n in 0..20 {
+        let request = if n == 0 {
+            json!({"doc": "tick:1", "data": {"n": 0}})
+        } else {
+            json!({"doc": "tick:1", "set": {"n": n}})
+        };
+        writeln!(stdin, "{request}").unwrap();
+        stdin.flush().unwrap();
+        // The pipe stays open: the result must come anyway, and be durable by then.
+        let mut line = String::new();
+        results.read_line(&mut line).unwrap();
+        let event: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(event["seq"], n);
+        assert_eq!(folder.json(&["get", "tick:1"])["seq"], n);
+        if n == 10 {
+            // Another writer appends between two requests: the batch must see it.
+            folder.ok(&["append", "tick:1", "--set", "other=1"]);
+            let mut line = String::new();
+            writeln!(
+                stdin,
+                "{}",
+                json!({"doc": "tick:1", "set": {"n": 10}, "expect": 10})
+            )
+            .unwrap();
+            stdin.flush().unwrap();
+            results.read_line(&mut line).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Value>(&line).unwrap()["error"]["code"],
+                3
+            );
+            break;
+        }
+    }
+    writeln!(stdin, "{}", json!({"doc": "tick:1", "set": {"last": true}})).unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut results, &mut rest).unwrap();
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(3),
+        "the refused --expect sets the exit code"
+    );
+    let last: Value = serde_json::from_str(rest.trim()).unwrap();
+    assert_eq!(last["seq"], 12);
+    let state = folder.json(&["get", "tick:1"])["state"].clone();
+    assert_eq!(state, json!({"n": 10, "other": 1, "last": true}));
+    assert_eq!(folder.json(&["verify", "--json"])["ok"], true);
+}
+
+#[test]
+fn a_large_batch_over_many_documents_equals_the_same_appends_one_by_one() {
+    let batched = TestFolder::new();
+    let mut input = String::new();
+    for i in 0..2000 {
+        let doc = format!("item:{}", i % 300);
+        let request = if i < 300 {
+            json!({"doc": doc, "data": {"n": i}})
+        } else {
+            json!({"doc": doc, "set": {"n": i}})
+        };
+        input.push_str(&format!("{request}\n"));
+    }
+    let (code, lines) = batch(&batched, &input);
+    assert_eq!(code, 0);
+    assert_eq!(lines.len(), 2000);
+    assert!(lines.iter().all(|l| l.get("error").is_none()));
+    let report = batched.json(&["verify", "--json"]);
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["events"], 2000);
+    for i in [0, 7, 299] {
+        let state = batched.json(&["get", &format!("item:{i}")]);
+        let last = (0..2000).filter(|n| n % 300 == i).max().unwrap();
+        assert_eq!(state["state"]["n"], last);
+    }
+}
