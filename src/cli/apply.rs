@@ -1,8 +1,7 @@
-use std::io::BufRead;
 use std::path::PathBuf;
-use std::sync::mpsc;
 
 use super::exit_codes;
+use super::stdin_lines::StdinLines;
 use crate::apply::Applier;
 use crate::exit_code::ExitCode;
 use crate::{Error, Result};
@@ -32,46 +31,18 @@ pub struct Args {
 
 /// The most lines applied in one batch.
 const BATCH_LINES: usize = 10_000;
+/// The longest export line accepted: an event line of the largest size a folder may allow.
+const MAX_LINE: usize = 1 << 30;
 
 pub fn run(args: Args, _context: &super::Context) -> Result<ExitCode> {
     let mut applier = Applier::new(&args.dir)?;
-    let (sender, receiver) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(BATCH_LINES);
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        loop {
-            let mut line = Vec::new();
-            match stdin.read_until(b'\n', &mut line) {
-                Ok(0) => return,
-                Ok(_) => {
-                    if sender.send(Ok(line)).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = sender.send(Err(e));
-                    return;
-                }
-            }
-        }
-    });
+    let input = StdinLines::spawn(MAX_LINE, BATCH_LINES);
     let mut line_no = 1;
-    while let Ok(first) = receiver.recv() {
-        // Take what is already available, up to a limit: a firehose is applied in large
-        // batches, a trickle line by line.
-        let mut batch = vec![first];
-        while batch.len() < BATCH_LINES {
-            match receiver.try_recv() {
-                Ok(line) => batch.push(line),
-                Err(_) => break,
-            }
-        }
-        let mut lines = Vec::with_capacity(batch.len());
-        for (i, line) in batch.into_iter().enumerate() {
+    while let Some(group) = input.next_group(BATCH_LINES) {
+        let mut lines = Vec::with_capacity(group.len());
+        for (i, line) in group.into_iter().enumerate() {
             let what = format!("stdin line {}", line_no + i as u64);
-            let mut line = line.map_err(|e| Error::input(&what, format!("cannot read: {e}")))?;
-            if line.pop() != Some(b'\n') {
-                return Err(Error::input(&what, "the input ends inside a line"));
-            }
+            let line = line.map_err(|reason| Error::input(&what, reason))?;
             lines
                 .push(String::from_utf8(line).map_err(|_| Error::input(&what, "not valid UTF-8"))?);
         }

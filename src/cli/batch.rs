@@ -1,12 +1,11 @@
 //! `append --batch`: requests from stdin, committed in groups of whatever input is available.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Read};
-use std::sync::mpsc;
 
 use serde_json::Value;
 
 use super::output::Output;
+use super::stdin_lines::StdinLines;
 use crate::append::{Action, Expect, Request};
 use crate::batch::{HeadCache, Outcome, append_batch};
 use crate::exit_code::ExitCode;
@@ -34,48 +33,19 @@ fn streams_per_group() -> usize {
 
 pub fn run(folder: &Folder) -> Result<ExitCode> {
     let limit = folder.max_event_bytes();
-    let (sender, receiver) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(GROUP_LINES);
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        loop {
-            let mut line = Vec::new();
-            match (&mut stdin)
-                .take(limit as u64 * 2)
-                .read_until(b'\n', &mut line)
-            {
-                Ok(0) => return,
-                Ok(_) => {
-                    if sender.send(Ok(line)).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = sender.send(Err(e));
-                    return;
-                }
-            }
-        }
-    });
+    let input = StdinLines::spawn(limit, GROUP_LINES);
     let mut out = Output::new();
     let mut first_refusal = None;
     let streams_per_group = streams_per_group();
     let mut cache = HeadCache::default();
     let mut line_no: u64 = 0;
-    while let Ok(first) = receiver.recv() {
-        // Whatever is already available joins the group; nothing waits for more input.
-        let mut lines = vec![first];
-        while lines.len() < GROUP_LINES {
-            match receiver.try_recv() {
-                Ok(line) => lines.push(line),
-                Err(_) => break,
-            }
-        }
+    while let Some(lines) = input.next_group(GROUP_LINES) {
         line_no += lines.len() as u64;
         let requests: Vec<Result<Request>> = lines
             .into_iter()
             .map(|line| {
-                line.map_err(|e| Error::input("stdin", e.to_string()))
-                    .and_then(|l| resolve(&l, limit))
+                line.map_err(|reason| Error::input("request", reason))
+                    .and_then(|l| resolve(&l))
             })
             .collect();
         let mut outcomes: Vec<Option<Outcome>> = (0..requests.len()).map(|_| None).collect();
@@ -146,14 +116,7 @@ fn print(
 }
 
 /// Turns one input line into a validated request.
-fn resolve(line: &[u8], limit: usize) -> Result<Request> {
-    let text = line.strip_suffix(b"\n").unwrap_or(line);
-    if text.len() > limit {
-        return Err(Error::input(
-            "request",
-            format!("longer than the folder's limit of {limit} bytes"),
-        ));
-    }
+fn resolve(text: &[u8]) -> Result<Request> {
     let Value::Object(mut members) = json::parse_strict(text, "request")? else {
         return Err(Error::input(
             "request",

@@ -26,12 +26,8 @@ use crate::{Result, state, time};
 
 ", exit_codes!()))]
 pub struct Args {
-    /// Only documents of this TYPE (and its schema document)
-    #[arg(long = "type", value_name = "TYPE")]
-    kind: Option<String>,
-    /// Only this document; repeatable
-    #[arg(long = "doc", value_name = "DOC")]
-    docs: Vec<String>,
+    #[command(flatten)]
+    streams: StreamsArgs,
     /// Only events at or after this RFC 3339 time
     #[arg(long, value_name = "TIME")]
     since: Option<String>,
@@ -46,10 +42,21 @@ pub struct Args {
     cursor: Option<PathBuf>,
 }
 
+/// Which streams `export` and `tail` ship.
+#[derive(clap::Args, Debug)]
+pub struct StreamsArgs {
+    /// Only documents of this TYPE (and its schema document)
+    #[arg(long = "type", value_name = "TYPE")]
+    pub(super) kind: Option<String>,
+    /// Only this document; repeatable
+    #[arg(long = "doc", value_name = "DOC")]
+    pub(super) docs: Vec<String>,
+}
+
 pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
     let selection = Selection {
-        kind: args.kind.clone(),
-        docs: parse_docs(&args.docs)?,
+        kind: args.streams.kind.clone(),
+        docs: parse_docs(&args.streams.docs)?,
         since: args
             .since
             .as_deref()

@@ -15,6 +15,7 @@ mod migrate;
 mod output;
 mod replay;
 mod schema;
+mod stdin_lines;
 mod tail;
 mod verify;
 

@@ -32,12 +32,8 @@ use crate::{DocId, Folder, Result, io as fsio};
 
 ", exit_codes!()))]
 pub struct Args {
-    /// Only documents of this TYPE (and its schema document)
-    #[arg(long = "type", value_name = "TYPE")]
-    kind: Option<String>,
-    /// Only this document; repeatable
-    #[arg(long = "doc", value_name = "DOC")]
-    docs: Vec<String>,
+    #[command(flatten)]
+    streams: super::export::StreamsArgs,
     /// Start after the events recorded in this cursor file
     #[arg(long, value_name = "FILE")]
     from_cursor: Option<PathBuf>,
@@ -51,8 +47,8 @@ const RESCAN: Duration = Duration::from_secs(1);
 
 pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
     let selection = Selection {
-        kind: args.kind.clone(),
-        docs: parse_docs(&args.docs)?,
+        kind: args.streams.kind.clone(),
+        docs: parse_docs(&args.streams.docs)?,
         since: None,
         until: None,
     };

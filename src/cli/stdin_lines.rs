@@ -1,0 +1,66 @@
+//! Lines from stdin, read on a thread and handed over in groups of what is already available:
+//! a firehose comes in large groups, a trickle line by line, and nothing waits for more input.
+
+use std::io::{BufRead, Read};
+use std::sync::mpsc;
+
+/// One line of stdin, without its newline, or why it cannot be used.
+pub type Line = Result<Vec<u8>, String>;
+
+/// Lines of stdin, each at most `limit` bytes.
+pub struct StdinLines {
+    receiver: mpsc::Receiver<Line>,
+}
+
+impl StdinLines {
+    /// Starts reading stdin on a thread.
+    pub fn spawn(limit: usize, queue: usize) -> StdinLines {
+        let (sender, receiver) = mpsc::sync_channel::<Line>(queue);
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                let mut line = Vec::new();
+                let line = match (&mut stdin)
+                    .take(limit as u64 + 1)
+                    .read_until(b'\n', &mut line)
+                {
+                    Ok(0) => return,
+                    Ok(_) if line.last() == Some(&b'\n') => {
+                        line.pop();
+                        Ok(line)
+                    }
+                    Ok(n) if n > limit => {
+                        // Skip the rest of the overlong line, so that the next one starts right.
+                        let mut rest = Vec::new();
+                        let _ = stdin.read_until(b'\n', &mut rest);
+                        Err(format!(
+                            "the line is longer than the folder's limit of {limit} bytes"
+                        ))
+                    }
+                    Ok(_) => Err("the input ends inside a line".to_string()),
+                    Err(e) => Err(format!("cannot read stdin: {e}")),
+                };
+                let last = line.is_err();
+                if sender.send(line).is_err()
+                    || last && stdin.fill_buf().map_or(true, |b| b.is_empty())
+                {
+                    return;
+                }
+            }
+        });
+        StdinLines { receiver }
+    }
+
+    /// The next group: waits for one line, then takes what is already there, up to `most`.
+    /// `None` at the end of stdin.
+    pub fn next_group(&self, most: usize) -> Option<Vec<Line>> {
+        let mut group = vec![self.receiver.recv().ok()?];
+        while group.len() < most {
+            match self.receiver.try_recv() {
+                Ok(line) => group.push(line),
+                Err(_) => break,
+            }
+        }
+        Some(group)
+    }
+}
