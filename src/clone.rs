@@ -156,6 +156,30 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
     let Some(src_file) = fsio::open_read(&src_path)? else {
         return Ok(None);
     };
+    // The common case of an incremental clone: the stream did not change since the last run.
+    // Same length, same last seq and hash on both sides mean the same bytes (the hash covers
+    // every earlier byte), so nothing is read or parsed beyond the two last lines' ends.
+    let dst_path = dst.stream_path(&doc);
+    if let Some(dst_file) = fsio::open_read(&dst_path)?
+        && let Some(src_head) = quick_head(&src_file, &src_path)
+        && quick_head(&dst_file, &dst_path) == Some(src_head)
+    {
+        let (seq, hash, to) = src_head;
+        return Ok(Some(Plan {
+            doc,
+            src_path,
+            to,
+            head: Head { seq, hash },
+            start: Position {
+                offset: to,
+                line_no: seq + 1,
+                next_seq: seq + 1,
+                prev_hash: hash,
+                prev_timestamp: String::new(),
+            },
+            dst_torn: false,
+        }));
+    }
     let tail = read_tail(&src_file, &src_path, &doc, src.max_event_bytes())?;
     let Some(last) = tail.last else {
         return Ok(None);
@@ -165,7 +189,6 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
         seq: last.seq,
         hash: last.hash,
     };
-    let dst_path = dst.stream_path(&doc);
     let mut dst_torn = false;
     let start = match fsio::open_read(&dst_path)? {
         None => Position::start(),
@@ -213,6 +236,27 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
         start,
         dst_torn,
     }))
+}
+
+/// The last seq and hash of a stream whose file ends with a complete line, and its length,
+/// read from the last line's two ends without parsing it.
+fn quick_head(file: &File, path: &Path) -> Option<(u64, crate::event::Hash, u64)> {
+    let len = file.metadata().ok()?.len();
+    let hash = stored_hash_before(file, path, len).ok()?;
+    // The line starts after the previous newline; its first bytes are `{"seq":N,`.
+    let mut back = vec![0u8; len.min(64 * 1024) as usize];
+    let from = len - back.len() as u64;
+    fsio::read_exact_at(file, path, &mut back, from).ok()?;
+    let body = &back[..back.len() - 1];
+    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if start == 0 && from > 0 {
+        return None; // a line longer than what was read: let the full path handle it
+    }
+    let rest = std::str::from_utf8(&body[start..])
+        .ok()?
+        .strip_prefix("{\"seq\":")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    Some((rest[..digits].parse().ok()?, hash, len))
 }
 
 /// Copies the planned bytes, checking every line against the chain, and fsyncs. A failure
