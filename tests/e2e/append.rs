@@ -43,16 +43,32 @@ pub fn refused_with_stdin(
     let out = cmd.output().expect("run eventdir");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let what = shown(args);
     assert_eq!(
         out.status.code(),
         Some(code),
-        "eventdir {args:?}: expected exit {code}\nstdout: {stdout}\nstderr: {stderr}"
+        "eventdir {what:?}: expected exit {code}\nstdout: {stdout}\nstderr: {stderr}"
     );
-    assert_eq!(stdout, "", "eventdir {args:?} printed on stdout");
+    assert_eq!(stdout, "", "eventdir {what:?} printed on stdout");
     assert_one_line_error(&stderr);
+    assert!(
+        stderr.len() < 2_000,
+        "eventdir {what:?}: a message of {} bytes",
+        stderr.len()
+    );
     let after = folder.snapshot();
-    assert_folder_unchanged(&before, &after, &args);
+    assert_folder_unchanged(&before, &after, &what);
     stderr
+}
+
+/// `args` for messages: long arguments shortened.
+fn shown(args: &[&str]) -> Vec<String> {
+    args.iter()
+        .map(|a| match a.char_indices().nth(60) {
+            Some((i, _)) => format!("{}... ({} bytes)", &a[..i], a.len()),
+            None => a.to_string(),
+        })
+        .collect()
 }
 
 /// [`refused_with_stdin`] without stdin.

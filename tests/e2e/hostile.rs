@@ -12,55 +12,10 @@ use std::process::Output;
 
 use serde_json::{Value, json};
 
-use crate::append::{assert_folder_unchanged, assert_one_line_error, folder_with_limit};
+use crate::append::{
+    assert_folder_unchanged, assert_one_line_error, folder_with_limit, refused, refused_with_stdin,
+};
 use crate::common::*;
-
-/// `args` for messages: long arguments shortened.
-fn shown(args: &[&str]) -> Vec<String> {
-    args.iter()
-        .map(|a| match a.char_indices().nth(60) {
-            Some((i, _)) => format!("{}... ({} bytes)", &a[..i], a.len()),
-            None => a.to_string(),
-        })
-        .collect()
-}
-
-/// Runs `eventdir -C FOLDER ARGS...` (with `stdin`) and asserts a refusal with `code`: nothing
-/// on stdout, one line on stderr, the folder unchanged. Returns stderr.
-fn refused_with_stdin(
-    folder: &TestFolder,
-    args: &[&str],
-    stdin: Option<&[u8]>,
-    code: i32,
-) -> String {
-    let before = folder.snapshot();
-    let mut cmd = folder.cmd();
-    cmd.args(args);
-    if let Some(bytes) = stdin {
-        cmd.write_stdin(bytes.to_vec());
-    }
-    let out = cmd.output().expect("run eventdir");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let what = shown(args);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{what:?}: expected exit {code}; stderr: {stderr}"
-    );
-    assert!(out.stdout.is_empty(), "{what:?} printed on stdout");
-    assert_one_line_error(&stderr);
-    assert!(
-        stderr.len() < 2_000,
-        "{what:?}: a long message: {} bytes",
-        stderr.len()
-    );
-    assert_folder_unchanged(&before, &folder.snapshot(), &what);
-    stderr
-}
-
-fn refused(folder: &TestFolder, args: &[&str], code: i32) -> String {
-    refused_with_stdin(folder, args, None, code)
-}
 
 /// `[` nested `depth` levels and closed again.
 fn deep_array(depth: usize) -> String {
