@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::append::{Durability, commit};
 use crate::event::{Hash, ZERO_HASH, parse_line};
 use crate::export::split_export_line;
 use crate::folder::{DEFAULT_MAX_EVENT_BYTES, FORMAT_VERSION, Manifest};
@@ -90,7 +91,7 @@ impl Applier {
     /// batch, a stream with a fork or a gap writes nothing; the other streams are written, each
     /// in one write and one fsync.
     pub fn apply_batch(&mut self, lines: &[String], line_no: u64) -> Result<()> {
-        let mut pending: Vec<(DocId, Vec<u8>)> = Vec::new();
+        let mut pending: Vec<(DocId, String)> = Vec::new();
         let mut index: HashMap<DocId, usize> = HashMap::new();
         for (i, line) in lines.iter().enumerate() {
             let bad =
@@ -160,11 +161,11 @@ impl Applier {
                         held.push(event.hash);
                     }
                     let at = *index.entry(doc.clone()).or_insert_with(|| {
-                        pending.push((doc.clone(), Vec::new()));
+                        pending.push((doc.clone(), String::new()));
                         pending.len() - 1
                     });
-                    pending[at].1.extend_from_slice(event.line.as_bytes());
-                    pending[at].1.push(b'\n');
+                    pending[at].1.push_str(&event.line);
+                    pending[at].1.push('\n');
                 }
                 Err(reason) => {
                     refuse(
@@ -187,7 +188,7 @@ impl Applier {
             }
             // The replica is created only once it has an event to hold.
             let folder = self.create_replica()?;
-            let events = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            let events = bytes.matches('\n').count() as u64;
             write_stream(&folder, &doc, &bytes)?;
             self.summary.applied += events;
         }
@@ -294,28 +295,23 @@ fn held_hashes<'a>(
     Ok(state.held.as_ref().expect("loaded above"))
 }
 
-/// Appends checked lines to a replica stream under its lock, durably; a failure leaves the
-/// stream as it was.
-fn write_stream(folder: &Folder, doc: &DocId, bytes: &[u8]) -> Result<()> {
+/// Appends checked lines to a replica stream under its lock, durably, by the same commit as
+/// `append`; a failure leaves the stream as it was.
+fn write_stream(folder: &Folder, doc: &DocId, bytes: &str) -> Result<()> {
     let path = folder.stream_path(doc);
     let mut stream = fsio::open_locked(&folder.streams_dir(), &path)?;
-    let tail = read_tail(&stream.file, &path, doc, folder.max_event_bytes())?;
-    if tail.partial_len > 0 {
-        fsio::truncate(&stream.file, &path, tail.complete_len)?;
-    }
-    let result = (|| {
-        fsio::append_or_roll_back(&mut stream.file, &path, tail.complete_len, bytes)?;
-        if let Err(e) = fsio::sync_file(&stream.file, &path) {
-            let _ = stream.file.set_len(tail.complete_len);
-            return Err(e);
-        }
-        if tail.complete_len == 0 {
-            fsio::sync_parents(&path, &folder.streams_dir())?;
-        }
-        Ok(())
-    })();
+    let result = read_tail(&stream.file, &path, doc, folder.max_event_bytes()).and_then(|tail| {
+        commit(
+            folder,
+            &mut stream.file,
+            &path,
+            &tail,
+            bytes,
+            Durability::Fsync,
+        )
+    });
     if result.is_err() && stream.created_file {
         fsio::remove_new_stream(&stream, &path);
     }
-    result
+    result.map(|_| ())
 }

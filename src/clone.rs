@@ -172,7 +172,6 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
             head: Head { seq, hash },
             start: Position {
                 offset: to,
-                line_no: seq + 1,
                 next_seq: seq + 1,
                 prev_hash: hash,
                 prev_timestamp: String::new(),
@@ -219,7 +218,6 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
                     }
                     Position {
                         offset: at,
-                        line_no: dst_last.seq + 1,
                         next_seq: dst_last.seq + 1,
                         prev_hash: dst_last.hash,
                         prev_timestamp: dst_last.timestamp,

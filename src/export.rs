@@ -183,7 +183,6 @@ pub fn read_new(
             }
             Position {
                 offset: entry.offset,
-                line_no: entry.seq,
                 next_seq: entry.seq,
                 prev_hash: hash,
                 prev_timestamp: String::new(),

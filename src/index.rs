@@ -114,7 +114,6 @@ impl Index {
         };
         let position = Position {
             offset: entry.offset,
-            line_no: entry.seq + 1,
             next_seq: entry.seq + 1,
             prev_hash: hash,
             prev_timestamp: entry.timestamp.to_string(),

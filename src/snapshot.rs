@@ -132,7 +132,6 @@ fn load(
     let state: Value = serde_json::from_slice(body).ok()?;
     let position = Position {
         offset: header.offset,
-        line_no: header.seq + 1,
         next_seq: header.seq + 1,
         prev_hash: hash,
         prev_timestamp: header.timestamp.clone(),

@@ -16,7 +16,6 @@ pub struct StreamReader {
     path: PathBuf,
     reader: BufReader<File>,
     offset: u64,
-    line_no: u64,
     next_seq: u64,
     prev_hash: Hash,
     prev_timestamp: String,
@@ -30,7 +29,6 @@ pub struct StreamReader {
 #[derive(Clone, Debug)]
 pub struct Position {
     pub offset: u64,
-    pub line_no: u64,
     pub next_seq: u64,
     pub prev_hash: Hash,
     pub prev_timestamp: String,
@@ -41,7 +39,6 @@ impl Position {
     pub fn start() -> Position {
         Position {
             offset: 0,
-            line_no: 0,
             next_seq: 0,
             prev_hash: ZERO_HASH,
             prev_timestamp: String::new(),
@@ -81,7 +78,6 @@ impl StreamReader {
             path,
             reader: BufReader::with_capacity(64 * 1024, file),
             offset: position.offset,
-            line_no: position.line_no,
             next_seq: position.next_seq,
             prev_hash: position.prev_hash,
             prev_timestamp: position.prev_timestamp,
@@ -119,7 +115,6 @@ impl StreamReader {
     pub fn position(&self) -> Position {
         Position {
             offset: self.offset,
-            line_no: self.line_no,
             next_seq: self.next_seq,
             prev_hash: self.prev_hash,
             prev_timestamp: self.prev_timestamp.clone(),
@@ -172,7 +167,6 @@ impl StreamReader {
             return Err(self.corrupt(Some(event.seq), reason));
         }
         self.offset += read as u64;
-        self.line_no += 1;
         self.next_seq += 1;
         self.prev_hash = event.hash;
         self.prev_timestamp.clone_from(&event.timestamp);
@@ -183,7 +177,7 @@ impl StreamReader {
         Error::Corrupt {
             doc: self.doc.to_string(),
             path: self.path.clone(),
-            line: Some(self.line_no + 1),
+            line: Some(self.next_seq + 1),
             seq: seq.or(Some(self.next_seq)),
             reason,
         }
