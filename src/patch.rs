@@ -1,6 +1,14 @@
 //! JSON Patch (RFC 6902): parsing a patch, and applying it with RFC 6902's equality for `test`.
 
-use json_patch::{Patch, PatchOperation};
+use std::fmt;
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{
+    AddOperation, CopyOperation, MoveOperation, Patch, PatchOperation, RemoveOperation,
+    ReplaceOperation, TestOperation,
+};
+use serde::Deserializer;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::json::json_equal;
@@ -14,10 +22,166 @@ pub fn parse(value: Value, what: &str) -> Result<Patch> {
             reason: "expected an array of operations".to_string(),
         });
     }
-    serde_json::from_value(value).map_err(|e| Error::InvalidPatch {
-        what: what.to_string(),
-        reason: e.to_string(),
-    })
+    value
+        .deserialize_seq(PatchVisitor)
+        .map_err(|e| Error::InvalidPatch {
+            what: what.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Parses the stored text of a patch (the `data` of an update or migrate event), the whole
+/// text and nothing but one patch.
+pub fn parse_stored(text: &str) -> Result<Patch, String> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    (&mut de)
+        .deserialize_seq(PatchVisitor)
+        .and_then(|patch| de.end().map(|()| patch))
+        .map_err(|e| e.to_string())
+}
+
+/// Reads a patch straight into operations. json-patch's own `Deserialize` goes through serde's
+/// internally tagged enums, which buffer every operation before reading it: several times
+/// slower, and folding a stream parses one patch per event.
+struct PatchVisitor;
+
+impl<'de> Visitor<'de> for PatchVisitor {
+    type Value = Patch;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of operations")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Patch, A::Error> {
+        let mut ops = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(64));
+        while let Some(op) = seq.next_element_seed(OperationSeed)? {
+            ops.push(op);
+        }
+        Ok(Patch(ops))
+    }
+}
+
+struct OperationSeed;
+
+impl<'de> DeserializeSeed<'de> for OperationSeed {
+    type Value = PatchOperation;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<PatchOperation, D::Error> {
+        d.deserialize_map(OperationVisitor)
+    }
+}
+
+const OPS: &[&str] = &["add", "remove", "replace", "move", "copy", "test"];
+
+/// An operation's member name, recognised without allocating it.
+enum Member {
+    Op,
+    Path,
+    From,
+    Value,
+    Other,
+}
+
+struct MemberSeed;
+
+impl<'de> DeserializeSeed<'de> for MemberSeed {
+    type Value = Member;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Member, D::Error> {
+        d.deserialize_identifier(self)
+    }
+}
+
+impl Visitor<'_> for MemberSeed {
+    type Value = Member;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Member, E> {
+        Ok(match name {
+            "op" => Member::Op,
+            "path" => Member::Path,
+            "from" => Member::From,
+            "value" => Member::Value,
+            _ => Member::Other,
+        })
+    }
+}
+
+/// The members of an operation, in any order; members no operation defines are read (so that
+/// their JSON is still checked) and ignored, as RFC 6902 asks.
+struct OperationVisitor;
+
+impl<'de> Visitor<'de> for OperationVisitor {
+    type Value = PatchOperation;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an operation object with \"op\" and \"path\"")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PatchOperation, A::Error> {
+        let mut op: Option<String> = None;
+        let mut path: Option<String> = None;
+        let mut from: Option<String> = None;
+        let mut value: Option<Value> = None;
+        while let Some(member) = map.next_key_seed(MemberSeed)? {
+            let (slot, name) = match member {
+                Member::Op => (&mut op, "op"),
+                Member::Path => (&mut path, "path"),
+                Member::From => (&mut from, "from"),
+                Member::Value => {
+                    if value.is_some() {
+                        return Err(de::Error::duplicate_field("value"));
+                    }
+                    value = Some(map.next_value()?);
+                    continue;
+                }
+                Member::Other => {
+                    map.next_value::<Value>()?;
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                return Err(de::Error::duplicate_field(name));
+            }
+            *slot = Some(map.next_value()?);
+        }
+        let op = op.ok_or_else(|| de::Error::missing_field("op"))?;
+        let pointer = |text: Option<String>, name: &'static str| {
+            let text = text.ok_or_else(|| de::Error::missing_field(name))?;
+            PointerBuf::parse(text).map_err(de::Error::custom)
+        };
+        let required =
+            |value: Option<Value>| value.ok_or_else(|| de::Error::missing_field("value"));
+        Ok(match op.as_str() {
+            "add" => PatchOperation::Add(AddOperation {
+                path: pointer(path, "path")?,
+                value: required(value)?,
+            }),
+            "remove" => PatchOperation::Remove(RemoveOperation {
+                path: pointer(path, "path")?,
+            }),
+            "replace" => PatchOperation::Replace(ReplaceOperation {
+                path: pointer(path, "path")?,
+                value: required(value)?,
+            }),
+            "move" => PatchOperation::Move(MoveOperation {
+                from: pointer(from, "from")?,
+                path: pointer(path, "path")?,
+            }),
+            "copy" => PatchOperation::Copy(CopyOperation {
+                from: pointer(from, "from")?,
+                path: pointer(path, "path")?,
+            }),
+            "test" => PatchOperation::Test(TestOperation {
+                path: pointer(path, "path")?,
+                value: required(value)?,
+            }),
+            other => return Err(de::Error::unknown_variant(other, OPS)),
+        })
+    }
 }
 
 /// The patch that sets each `(field, value)`: a top-level member name, or a JSON Pointer when it
@@ -64,11 +228,19 @@ pub fn apply_in_place(doc: &mut Value, patch: &Patch) -> Result<(), String> {
 /// failing operation is reported by its index, its path and why.
 pub fn apply(state: &Value, patch: &Patch) -> Result<Value, String> {
     let mut doc = state.clone();
+    apply_unguarded(&mut doc, patch)?;
+    Ok(doc)
+}
+
+/// Applies `patch` to `doc` in place with no way back: after an error `doc` is left part-way.
+/// For a stored patch, whose failure makes the fold an error (the stream is corrupt), so that
+/// the state is thrown away anyway.
+pub fn apply_unguarded(doc: &mut Value, patch: &Patch) -> Result<(), String> {
     for (index, op) in patch.0.iter().enumerate() {
         match op {
             // json-patch compares numbers by representation; RFC 6902 says `1` equals `1.0`.
             PatchOperation::Test(test) => {
-                let found = test.path.resolve(&doc).map_err(|_| {
+                let found = test.path.resolve(doc).map_err(|_| {
                     format!(
                         "operation {index} (test) failed at path {:?}: no such member",
                         test.path.as_str()
@@ -81,7 +253,8 @@ pub fn apply(state: &Value, patch: &Patch) -> Result<Value, String> {
                     ));
                 }
             }
-            _ => json_patch::patch(&mut doc, std::slice::from_ref(op)).map_err(|e| {
+            _ if apply_to_member(doc, op) => {}
+            _ => json_patch::patch_unsafe(doc, std::slice::from_ref(op)).map_err(|e| {
                 format!(
                     "operation {index} ({}) failed at path {:?}: {}",
                     op_name(op),
@@ -91,7 +264,45 @@ pub fn apply(state: &Value, patch: &Patch) -> Result<Value, String> {
             })?,
         }
     }
-    Ok(doc)
+    Ok(())
+}
+
+/// Applies the commonest operations (`replace` of an existing value; `add` and `remove` of an
+/// object member) when their target exists, walking the pointer without allocating (serde_json's
+/// `pointer_mut`, which json-patch uses, allocates two strings per token). `false` means
+/// nothing was changed and json-patch is to apply the operation (arrays, errors).
+fn apply_to_member(doc: &mut Value, op: &PatchOperation) -> bool {
+    match op {
+        PatchOperation::Replace(op) => match op.path.resolve_mut(doc) {
+            Ok(target) => {
+                *target = op.value.clone();
+                true
+            }
+            Err(_) => false,
+        },
+        PatchOperation::Add(op) => {
+            let Some((parent, last)) = op.path.split_back() else {
+                return false;
+            };
+            match parent.resolve_mut(doc) {
+                Ok(Value::Object(members)) => {
+                    members.insert(last.decoded().into_owned(), op.value.clone());
+                    true
+                }
+                _ => false,
+            }
+        }
+        PatchOperation::Remove(op) => {
+            let Some((parent, last)) = op.path.split_back() else {
+                return false;
+            };
+            match parent.resolve_mut(doc) {
+                Ok(Value::Object(members)) => members.remove(last.decoded().as_ref()).is_some(),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
 }
 
 fn op_name(op: &PatchOperation) -> &'static str {
@@ -164,6 +375,87 @@ mod tests {
             apply(&json!({}), &patch).unwrap(),
             json!({"a/b": 1, "c": "x"})
         );
+    }
+
+    #[test]
+    fn stored_patches_parse_as_json_patch_parses_them() {
+        let texts = [
+            r#"[{"op":"add","path":"/a","value":1}]"#,
+            r#"[{"value":{"x":[1,2]},"path":"/a~1b/0","op":"replace"}]"#,
+            r#"[{"op":"remove","path":"/a"},{"op":"move","from":"/b","path":"/c"}]"#,
+            r#"[{"op":"copy","path":"/c","from":"/b"},{"op":"test","path":"","value":null}]"#,
+            r#"[{"op":"add","path":"/a","value":1,"comment":{"x":[true]}}]"#,
+            r#"[]"#,
+            r#"[{"op":"add","path":"/a"}]"#,
+            r#"[{"op":"add","value":1}]"#,
+            r#"[{"path":"/a","value":1}]"#,
+            r#"[{"op":"frobnicate","path":"/a"}]"#,
+            r#"[{"op":"add","path":"a","value":1}]"#,
+            r#"[{"op":"move","path":"/a"}]"#,
+            r#"[{"op":"add","path":"/a","path":"/b","value":1}]"#,
+            r#"[{"op":1,"path":"/a","value":1}]"#,
+            r#"[1]"#,
+            r#"{"op":"add","path":"/a","value":1}"#,
+        ];
+        for text in texts {
+            let ours = parse_stored(text);
+            let theirs = serde_json::from_str::<Patch>(text);
+            match (&ours, &theirs) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{text}: ours {ours:?}, json-patch's {theirs:?}"),
+            }
+            // From a value (whose duplicate members have already collapsed), too.
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                parse(value.clone(), "p").ok(),
+                serde_json::from_value::<Patch>(value).ok(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn stored_patch_text_must_be_one_readable_patch() {
+        assert!(parse_stored(r#"[{"op":"remove","path":"/a"}] x"#).is_err());
+        assert!(parse_stored(r#"[{"op":"remove","path":"/a"}],[]"#).is_err());
+        assert!(parse_stored(r#"[{"op":"remove","path":"/a","n":1e400}]"#).is_err());
+        assert!(parse_stored(r#"[{"op":"add","path":"/a","value":1e400}]"#).is_err());
+    }
+
+    #[test]
+    fn member_fast_path_matches_json_patch() {
+        let doc = json!({"a": 1, "o": {"x~y": [1, {"z": 2}], "/": 3}, "l": [0, 1, 2]});
+        let patches = [
+            json!([{"op": "replace", "path": "/a", "value": {"n": [1]}}]),
+            json!([{"op": "replace", "path": "/o/x~0y/1/z", "value": 5}]),
+            json!([{"op": "replace", "path": "/o/~1", "value": 4}]),
+            json!([{"op": "replace", "path": "/missing", "value": 4}]),
+            json!([{"op": "replace", "path": "/l/3", "value": 4}]),
+            json!([{"op": "replace", "path": "/l/01", "value": 4}]),
+            json!([{"op": "replace", "path": "", "value": {"b": 1}}]),
+            json!([{"op": "add", "path": "/a", "value": 2}, {"op": "add", "path": "/new", "value": 3}]),
+            json!([{"op": "add", "path": "/o/x~0y/1/w", "value": null}]),
+            json!([{"op": "add", "path": "/l/1", "value": 9}, {"op": "add", "path": "/l/-", "value": 8}]),
+            json!([{"op": "add", "path": "/nope/x", "value": 1}]),
+            json!([{"op": "add", "path": "/a/x", "value": 1}]),
+            json!([{"op": "remove", "path": "/a"}, {"op": "remove", "path": "/o/~1"}]),
+            json!([{"op": "remove", "path": "/zz"}]),
+            json!([{"op": "remove", "path": "/l/0"}, {"op": "remove", "path": "/l/5"}]),
+            json!([{"op": "remove", "path": "/a/b"}]),
+        ];
+        for patch in patches {
+            let parsed = parse(patch.clone(), "p").unwrap();
+            let mut ours = doc.clone();
+            let ours = apply_unguarded(&mut ours, &parsed).map(|()| ours);
+            let mut theirs = doc.clone();
+            let theirs = json_patch::patch_unsafe(&mut theirs, &parsed.0).map(|()| theirs);
+            match (&ours, &theirs) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{patch}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{patch}: ours {ours:?}, json-patch's {theirs:?}"),
+            }
+        }
     }
 
     #[test]

@@ -198,7 +198,8 @@ impl History {
     /// Reads the schema history of `kind`; `None` when the type has no schema.
     pub fn load(folder: &Folder, kind: &str) -> Result<Option<History>> {
         let schema_doc = DocId::parse(&format!("{}{kind}", crate::doc_id::SCHEMA_PREFIX))?;
-        let Some(mut reader) = StreamReader::open(folder, &schema_doc)? else {
+        let Some(mut reader) = StreamReader::open(folder, &schema_doc)?.map(StreamReader::folding)
+        else {
             return Ok(None);
         };
         let mut state: Option<DocState> = None;

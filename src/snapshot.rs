@@ -82,7 +82,8 @@ fn fold_from(
         doc.clone(),
         folder.max_event_bytes(),
         position,
-    )?;
+    )?
+    .folding();
     let mut events_folded = 0;
     while let Some(event) = reader.next_event()? {
         state

@@ -73,10 +73,9 @@ impl DocState {
                 self.deleted = false;
             }
             EventType::Update | EventType::Migrate => {
-                let patch: json_patch::Patch = serde_json::from_str(event.data_text())
+                let patch = patch::parse_stored(event.data_text())
                     .map_err(|e| format!("the stored patch is not a JSON Patch: {e}"))?;
-
-                patch::apply_in_place(&mut self.state, &patch)?;
+                patch::apply_unguarded(&mut self.state, &patch)?;
                 if !self.state.is_object() {
                     return Err(
                         "the patch turns the state into something other than an object".to_string(),
@@ -152,7 +151,8 @@ pub fn at(folder: &Folder, doc: &DocId, point: &Point) -> Result<Option<DocState
         Some((state, position)) => (Some(state), position),
         None => (None, Position::start()),
     };
-    let mut reader = StreamReader::at(file, path, doc.clone(), folder.max_event_bytes(), position)?;
+    let mut reader =
+        StreamReader::at(file, path, doc.clone(), folder.max_event_bytes(), position)?.folding();
     while let Some(event) = reader.next_event()? {
         let past = match point {
             Point::Seq(seq) => event.seq > *seq,

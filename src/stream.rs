@@ -5,7 +5,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::event::{Hash, StoredEvent, ZERO_HASH, decode_hex, parse_line};
+use crate::event::{
+    DataCheck, Hash, StoredEvent, ZERO_HASH, decode_hex, parse_line, parse_line_with,
+};
 use crate::{DocId, Error, Folder, Result, io as fsio};
 
 /// Reads a stream's complete lines in order, checking each event's hash chain, seq continuity
@@ -22,6 +24,7 @@ pub struct StreamReader {
     max_line: usize,
     partial: Option<u64>,
     end: u64,
+    data_check: DataCheck,
     buf: Vec<u8>,
 }
 
@@ -84,6 +87,7 @@ impl StreamReader {
             max_line,
             partial: None,
             end: u64::MAX,
+            data_check: DataCheck::Readable,
             buf: Vec::new(),
         })
     }
@@ -92,6 +96,13 @@ impl StreamReader {
     /// it are left for a later reader.
     pub fn stop_at(mut self, end: u64) -> StreamReader {
         self.end = end;
+        self
+    }
+
+    /// Leaves the check that each event's `data` parses to the caller, which folds every
+    /// event it reads and reports a payload that fails to parse as corruption itself.
+    pub fn folding(mut self) -> StreamReader {
+        self.data_check = DataCheck::ByCaller;
         self
     }
 
@@ -149,11 +160,14 @@ impl StreamReader {
             return Ok(None);
         }
         self.buf.pop();
-        let text = match std::str::from_utf8(&self.buf) {
-            Ok(text) => text.to_string(),
-            Err(e) => return Err(self.corrupt(None, format!("the line is not valid UTF-8 ({e})"))),
-        };
-        let event = parse_line(text, &self.doc, &self.prev_hash)
+        if let Err(e) = std::str::from_utf8(&self.buf) {
+            return Err(self.corrupt(None, format!("the line is not valid UTF-8 ({e})")));
+        }
+        // The event takes the buffer (no copy); the next line gets one of the same size.
+        let capacity = self.buf.capacity();
+        let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(capacity));
+        let text = String::from_utf8(bytes).expect("checked above");
+        let event = parse_line_with(text, &self.doc, &self.prev_hash, self.data_check)
             .map_err(|reason| self.corrupt(None, reason))?;
         if event.seq != self.next_seq {
             let reason = format!("seq {} where {} was expected", event.seq, self.next_seq);

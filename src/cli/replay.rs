@@ -32,7 +32,7 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
     let docs = select(&folder, named, args.kind.as_deref())?;
     let mut out = super::output::Output::new();
     for doc in &docs {
-        let Some(mut reader) = StreamReader::open(&folder, doc)? else {
+        let Some(mut reader) = StreamReader::open(&folder, doc)?.map(StreamReader::folding) else {
             return Err(Error::NotFound {
                 doc: doc.to_string(),
             });

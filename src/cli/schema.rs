@@ -222,7 +222,9 @@ fn show(args: ShowArgs, context: &Context) -> Result<ExitCode> {
 fn log(args: LogArgs, context: &Context) -> Result<ExitCode> {
     let doc = schema_doc(&args.kind)?;
     let folder = context.open()?;
-    let mut reader = StreamReader::open(&folder, &doc)?.ok_or_else(|| no_schema(&args.kind))?;
+    let mut reader = StreamReader::open(&folder, &doc)?
+        .ok_or_else(|| no_schema(&args.kind))?
+        .folding();
     let mut state = DocState::empty();
     let mut out = super::output::Output::new();
     while let Some(event) = reader.next_event()? {
