@@ -380,7 +380,8 @@ pub(crate) fn plan(
                 }
                 None => state,
             };
-            crate::patch::apply_in_place(&mut next, patch).map_err(|reason| {
+            // `next` is a copy: a failure leaves the head's state as it was.
+            crate::patch::apply_unguarded(&mut next, patch).map_err(|reason| {
                 Error::PatchFailed {
                     doc: doc.to_string(),
                     seq: last.map_or(0, |e| e.seq),

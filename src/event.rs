@@ -368,7 +368,7 @@ pub fn parse_line_with(
     let end = line
         .len()
         .checked_sub(HASH_MEMBER_LEN)
-        .filter(|&end| end > start)
+        .filter(|&end| end > start && line.is_char_boundary(end))
         .ok_or("the line does not end with the hash member")?;
     let data = start..end;
     let data_text = &line[data.clone()];
@@ -543,6 +543,13 @@ mod tests {
         // A fold parses the data itself; the shape is still checked here.
         assert!(forged("{\"q\":1e400}", DataCheck::ByCaller).is_ok());
         assert!(forged(r#"{"qty":2} "#, DataCheck::ByCaller).is_err());
+        // The hash member's length counted back from the end may fall inside a character.
+        // Here a two-byte character before a hash one digit short.
+        let line = sample(&ZERO_HASH).line;
+        let at = line.find(",\"hash\":").unwrap();
+        let line = format!("{}\u{e9}{}\"}}", &line[..at], &line[at..at + 9 + 63]);
+        let doc = DocId::parse("order:42").unwrap();
+        assert!(parse_line(line, &doc, &ZERO_HASH).is_err());
     }
 
     #[test]

@@ -33,21 +33,17 @@ fn streams_per_group() -> usize {
 
 pub fn run(folder: &Folder) -> Result<ExitCode> {
     let limit = folder.max_event_bytes();
-    let input = StdinLines::spawn(limit, GROUP_LINES);
+    let input = StdinLines::spawn(limit, GROUP_LINES, |line| {
+        line.map_err(|reason| Error::input("request", reason))
+            .and_then(|l| resolve(&l))
+    });
     let mut out = Output::new();
     let mut first_refusal = None;
     let streams_per_group = streams_per_group();
     let mut cache = HeadCache::default();
     let mut line_no: u64 = 0;
-    while let Some(lines) = input.next_group(GROUP_LINES) {
-        line_no += lines.len() as u64;
-        let requests: Vec<Result<Request>> = lines
-            .into_iter()
-            .map(|line| {
-                line.map_err(|reason| Error::input("request", reason))
-                    .and_then(|l| resolve(&l))
-            })
-            .collect();
+    while let Some(requests) = input.next_group(GROUP_LINES) {
+        line_no += requests.len() as u64;
         let mut outcomes: Vec<Option<Outcome>> = (0..requests.len()).map(|_| None).collect();
         for group in split_by_streams(requests, streams_per_group) {
             let (indexes, group): (Vec<usize>, Vec<Result<Request>>) = group.into_iter().unzip();

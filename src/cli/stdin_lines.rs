@@ -1,5 +1,6 @@
-//! Lines from stdin, read on a thread and handed over in groups of what is already available:
-//! a firehose comes in large groups, a trickle line by line, and nothing waits for more input.
+//! Lines from stdin, read (and prepared) on a thread and handed over in groups of what is
+//! already available: a firehose comes in large groups, a trickle line by line, and nothing
+//! waits for more input.
 
 use std::io::{BufRead, Read};
 use std::sync::mpsc;
@@ -7,15 +8,20 @@ use std::sync::mpsc;
 /// One line of stdin, without its newline, or why it cannot be used.
 pub type Line = Result<Vec<u8>, String>;
 
-/// Lines of stdin, each at most `limit` bytes.
-pub struct StdinLines {
-    receiver: mpsc::Receiver<Line>,
+/// Lines of stdin, each at most `limit` bytes, each turned into a `T` on the reading thread.
+pub struct StdinLines<T> {
+    receiver: mpsc::Receiver<T>,
 }
 
-impl StdinLines {
-    /// Starts reading stdin on a thread.
-    pub fn spawn(limit: usize, queue: usize) -> StdinLines {
-        let (sender, receiver) = mpsc::sync_channel::<Line>(queue);
+impl<T: Send + 'static> StdinLines<T> {
+    /// Starts reading stdin on a thread, which hands on `prepare(line)` for each line: work
+    /// that depends on no other line (parsing a request) overlaps with the caller's.
+    pub fn spawn(
+        limit: usize,
+        queue: usize,
+        prepare: impl Fn(Line) -> T + Send + 'static,
+    ) -> StdinLines<T> {
+        let (sender, receiver) = mpsc::sync_channel::<T>(queue);
         std::thread::spawn(move || {
             let mut stdin = std::io::stdin().lock();
             loop {
@@ -41,7 +47,7 @@ impl StdinLines {
                     Err(e) => Err(format!("cannot read stdin: {e}")),
                 };
                 let last = line.is_err();
-                if sender.send(line).is_err()
+                if sender.send(prepare(line)).is_err()
                     || last && stdin.fill_buf().map_or(true, |b| b.is_empty())
                 {
                     return;
@@ -53,7 +59,7 @@ impl StdinLines {
 
     /// The next group: waits for one line, then takes what is already there, up to `most`.
     /// `None` at the end of stdin.
-    pub fn next_group(&self, most: usize) -> Option<Vec<Line>> {
+    pub fn next_group(&self, most: usize) -> Option<Vec<T>> {
         let mut group = vec![self.receiver.recv().ok()?];
         while group.len() < most {
             match self.receiver.try_recv() {
