@@ -120,9 +120,16 @@ pub fn check_new_state(state: &Value, what: &str) -> Result<()> {
 }
 
 /// The current state of `doc`, starting from its snapshot when one is valid. `None` when the
-/// document has no events.
+/// document has no events. A long fold leaves a snapshot behind (as appends do), so that only
+/// the first reader of a folder without `cache/` (a fresh clone, say) pays for it.
 pub fn current(folder: &Folder, doc: &DocId) -> Result<Option<DocState>> {
-    Ok(snapshot::fold_to_end(folder, doc)?.map(|folded| folded.state))
+    let Some(folded) = snapshot::fold_to_end(folder, doc)? else {
+        return Ok(None);
+    };
+    if folded.events_folded >= snapshot::SNAPSHOT_EVERY {
+        snapshot::store(folder, doc, &folded.state, folded.end.offset);
+    }
+    Ok(Some(folded.state))
 }
 
 /// Where [`at`] stops.

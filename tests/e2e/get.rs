@@ -134,3 +134,34 @@ fn get_ignores_a_stale_or_damaged_snapshot() {
     append(&f, &["c:1", "--set", "m=1"]);
     assert_eq!(f.json(&["get", "c:1"])["state"], json!({"n":70,"m":1}));
 }
+
+#[test]
+fn a_get_that_folds_a_long_stream_leaves_a_snapshot_for_the_next_reader() {
+    let f = TestFolder::new();
+    let requests: String = (0..100)
+        .map(|n| match n {
+            0 => "{\"doc\":\"c:1\",\"data\":{\"n\":0}}\n".to_string(),
+            n => format!("{{\"doc\":\"c:1\",\"set\":{{\"n\":{n}}}}}\n"),
+        })
+        .collect();
+    f.cmd()
+        .args(["append", "--batch"])
+        .write_stdin(requests)
+        .assert()
+        .success();
+    let cache = f.path().join("cache");
+    std::fs::remove_dir_all(&cache).unwrap();
+    let first = f.json(&["get", "c:1"]);
+    assert_eq!(first["seq"], 99);
+    let snapshots: Vec<_> = snapshot_tree(&cache)
+        .into_iter()
+        .filter(|(path, bytes)| {
+            path.extension().is_some_and(|e| e == "snapshot") && bytes.is_some()
+        })
+        .collect();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    let text = String::from_utf8(snapshots[0].1.clone().unwrap()).unwrap();
+    assert!(text.contains("\"seq\":99"), "{text}");
+    assert_eq!(f.json(&["get", "c:1"]), first);
+    f.ok(&["verify"]);
+}
