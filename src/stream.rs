@@ -160,13 +160,16 @@ impl StreamReader {
             return Ok(None);
         }
         self.buf.pop();
-        if let Err(e) = std::str::from_utf8(&self.buf) {
-            return Err(self.corrupt(None, format!("the line is not valid UTF-8 ({e})")));
-        }
         // The event takes the buffer (no copy); the next line gets one of the same size.
         let capacity = self.buf.capacity();
         let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(capacity));
-        let text = String::from_utf8(bytes).expect("checked above");
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                let reason = format!("the line is not valid UTF-8 ({})", e.utf8_error());
+                return Err(self.corrupt(None, reason));
+            }
+        };
         let event = parse_line_with(text, &self.doc, &self.prev_hash, self.data_check)
             .map_err(|reason| self.corrupt(None, reason))?;
         if event.seq != self.next_seq {
