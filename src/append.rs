@@ -23,7 +23,7 @@ use std::path::Path;
 use json_patch::Patch;
 use serde_json::Value;
 
-use crate::event::{EventType, Hash, NewEvent, StoredEvent};
+use crate::event::{EventType, Hash, NewEvent, Payload, StoredEvent};
 use crate::schema::{History, Version};
 use crate::state::{DocState, check_new_state};
 use crate::stream::{Tail, read_tail};
@@ -96,6 +96,35 @@ pub struct Request {
     pub action: Action,
     pub expect: Expect,
     pub meta: Option<Value>,
+    /// The requested event's data and meta already encoded, by [`Request::prepare`]; encoded
+    /// when the event is planned otherwise.
+    pub payload: Option<Payload>,
+}
+
+impl Request {
+    /// Encodes the requested event's data and meta now, so that planning it later only adds
+    /// the envelope: a batch does this while reading its input, off the thread that writes.
+    pub fn prepare(&mut self) {
+        self.payload = self.encode_payload();
+    }
+
+    /// The requested event's data and meta, encoded; `None` for a migration, whose data
+    /// depends on the state.
+    fn encode_payload(&self) -> Option<Payload> {
+        let meta = self.meta.as_ref();
+        Some(match &self.action {
+            Action::Create(state) => Payload::new(Some(state), meta),
+            Action::Update(patch) => Payload::encoded(crate::patch::canonical_text(patch), meta),
+            Action::Delete => Payload::new(None, meta),
+            Action::Migrate => return None,
+        })
+    }
+}
+
+/// The data of an event being planned: a value still to encode, or the request's payload.
+enum Data<'a> {
+    Value(Value),
+    Prepared(&'a Payload),
 }
 
 /// What an append did.
@@ -121,7 +150,14 @@ pub fn append(folder: &Folder, request: &Request) -> Result<Appended> {
             }
             None => None,
         };
-        plan(folder, request, &mut Head::empty(), None, history.as_ref())?;
+        plan(
+            folder,
+            request,
+            &mut Head::empty(),
+            None,
+            history.as_ref(),
+            &mut String::new(),
+        )?;
     }
     let mut stream = fsio::open_locked(&folder.streams_dir(), &path)?;
     let result = append_locked(folder, request, &mut stream.file, &path);
@@ -154,12 +190,14 @@ fn append_locked(
     let (history, _schema_lock) = schema_context(folder, doc)?;
     let tail = read_tail(file, path, doc, folder.max_event_bytes())?;
     let mut head = Head::from_tail(&tail);
-    let bytes = plan(
+    let mut bytes = String::new();
+    plan(
         folder,
         request,
         &mut head,
         Some((file, path)),
         history.as_ref(),
+        &mut bytes,
     )?;
     if bytes.is_empty() {
         return Ok(Appended {
@@ -167,7 +205,14 @@ fn append_locked(
             repaired_tail: None,
         });
     }
-    let repaired_tail = commit(folder, file, path, &tail, &bytes, Durability::Fsync)?;
+    let repaired_tail = commit(
+        folder,
+        file,
+        path,
+        Position::of(&tail),
+        &bytes,
+        Durability::Fsync,
+    )?;
     let mut prev = tail
         .last
         .as_ref()
@@ -186,15 +231,36 @@ fn append_locked(
     })
 }
 
-/// Writes planned lines durably after the complete lines of `tail`: a torn tail is removed
-/// first (only a request that will be written removes it: a refusal changes nothing), the
-/// lines go in one write, then the file (and for a new stream its directories) is fsynced.
-/// Returns the size of the torn tail removed.
+/// Where a commit writes: after a stream's complete lines, over its torn tail if any.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Position {
+    /// The length of the complete lines.
+    pub complete_len: u64,
+    /// Bytes after them, a torn tail to remove first.
+    pub partial_len: u64,
+    /// Whether the stream has no events yet (so that its file's name must be made durable).
+    pub empty: bool,
+}
+
+impl Position {
+    pub(crate) fn of(tail: &Tail) -> Position {
+        Position {
+            complete_len: tail.complete_len,
+            partial_len: tail.partial_len,
+            empty: tail.last.is_none(),
+        }
+    }
+}
+
+/// Writes planned lines durably at `tail`: a torn tail is removed first (only a request that
+/// will be written removes it: a refusal changes nothing), the lines go in one write, then the
+/// file (and for a new stream its directories) is fsynced. Returns the size of the torn tail
+/// removed.
 pub(crate) fn commit(
     folder: &Folder,
     file: &mut File,
     path: &Path,
-    tail: &Tail,
+    tail: Position,
     bytes: &str,
     durability: Durability,
 ) -> Result<Option<u64>> {
@@ -211,7 +277,7 @@ pub(crate) fn commit(
         let _ = file.set_len(tail.complete_len);
         return Err(e);
     }
-    if tail.last.is_none() {
+    if tail.empty {
         // The file's name must be as durable as its first event, even if the process that
         // created the file died before it could fsync the directories.
         fsio::sync_parents(path, &folder.streams_dir())?;
@@ -304,17 +370,19 @@ impl Head {
     }
 }
 
-/// Checks `request` against `head` and the schema, encodes its events, and moves `head` past
-/// them (only on success). `stream` gives the locked file to fold when the state is not known
-/// yet; without it, this is a dry run against a stream that does not exist. Returns the lines,
-/// each with its newline (empty when there is nothing to write).
+/// Checks `request` against `head` and the schema, appends its events' lines (each with its
+/// newline; none when there is nothing to write) to `out`, and moves `head` past them. On a
+/// refusal neither `out` nor `head` changes. `stream` gives the locked file to fold when the
+/// state is not known yet; without it, this is a dry run against a stream that does not
+/// exist. Returns where in `out` the last line appended starts.
 pub(crate) fn plan(
     folder: &Folder,
     request: &Request,
     head: &mut Head,
     stream: Option<(&File, &Path)>,
     history: Option<&History>,
-) -> Result<String> {
+    out: &mut String,
+) -> Result<usize> {
     let doc = &request.doc;
     let last = head.last.as_ref();
     request.expect.check(doc, last.map(|e| e.seq))?;
@@ -324,7 +392,17 @@ pub(crate) fn plan(
     // The state the request starts from: known or folded, and migrated when it lags.
     let mut start = None;
     let mut since_snapshot = head.since_snapshot;
-    if matches!(request.action, Action::Update(_) | Action::Migrate) {
+    let needs_migration = match (history, stamp) {
+        (Some(_), Some(to)) => last.is_some_and(|e| e.stamp != Some(to)),
+        _ => false,
+    };
+    // The common update, to a current document whose state is known, patches that state where
+    // it is, undoably; every other start is a copy.
+    let in_place =
+        matches!(request.action, Action::Update(_)) && !needs_migration && head.state.is_some();
+    if in_place {
+        require_live(doc, last, live)?;
+    } else if matches!(request.action, Action::Update(_) | Action::Migrate) {
         require_live(doc, last, live)?;
         let last = last.expect("a live document has a last event");
         let state = match &head.state {
@@ -350,7 +428,18 @@ pub(crate) fn plan(
         };
         start = Some((state, migrated));
     }
-    let mut events: Vec<(EventType, Value)> = Vec::new();
+    let mut events: Vec<(EventType, Data)> = Vec::new();
+    // Undone if anything below refuses the request.
+    let mut patched_in_place = None;
+    let encoded_now;
+    let payload = match &request.payload {
+        Some(payload) => Some(payload),
+        None => {
+            encoded_now = request.encode_payload();
+            encoded_now.as_ref()
+        }
+    };
+    let requested = || Data::Prepared(payload.expect("only a migration has no payload"));
     let new_state = match &request.action {
         Action::Create(state) => {
             if let Some(last) = last.filter(|_| live) {
@@ -363,19 +452,34 @@ pub(crate) fn plan(
                 });
             }
             conform(doc, current, state)?;
-            events.push((EventType::Create, state.clone()));
+            events.push((EventType::Create, requested()));
             Some(state.clone())
         }
         Action::Delete => {
             require_live(doc, last, live)?;
-            events.push((EventType::Delete, Value::Null));
+            events.push((EventType::Delete, requested()));
             head.state.clone()
+        }
+        Action::Update(patch) if in_place => {
+            let state = head.state.as_mut().expect("known, or not in place");
+            let applied = crate::patch::apply_undoable(state, patch).map_err(|reason| {
+                Error::PatchFailed {
+                    doc: doc.to_string(),
+                    seq: last.map_or(0, |e| e.seq),
+                    reason,
+                }
+            })?;
+            check_new_state(applied.state(), "the patched document")?;
+            conform(doc, current, applied.state())?;
+            events.push((EventType::Update, requested()));
+            patched_in_place = Some(applied);
+            None
         }
         Action::Update(patch) => {
             let (state, migrated) = start.expect("an update starts from a state");
             let mut next = match migrated {
                 Some(migrated) => {
-                    events.push((EventType::Migrate, diff(&state, &migrated)));
+                    events.push((EventType::Migrate, Data::Value(diff(&state, &migrated))));
                     migrated
                 }
                 None => state,
@@ -391,10 +495,7 @@ pub(crate) fn plan(
 
             check_new_state(&next, "the patched document")?;
             conform(doc, current, &next)?;
-            events.push((
-                EventType::Update,
-                serde_json::to_value(patch).expect("a patch serialises"),
-            ));
+            events.push((EventType::Update, requested()));
             Some(next)
         }
         Action::Migrate => {
@@ -402,7 +503,7 @@ pub(crate) fn plan(
             match migrated {
                 Some(migrated) => {
                     conform(doc, current, &migrated)?;
-                    events.push((EventType::Migrate, diff(&state, &migrated)));
+                    events.push((EventType::Migrate, Data::Value(diff(&state, &migrated))));
                     Some(migrated)
                 }
                 None => Some(state),
@@ -416,11 +517,11 @@ pub(crate) fn plan(
     };
     let mut prev = last.map_or(crate::event::ZERO_HASH, |e| e.hash);
     let first_seq = last.map_or(0, |e| e.seq + 1);
-    let mut bytes = String::new();
+    let written = out.len();
+    let mut last_line = written;
     let limit = folder.max_event_bytes();
     let mut next_last = head.last.clone();
     for (seq, (kind, data)) in (first_seq..).zip(&events) {
-        let data = (*kind != EventType::Delete).then_some(data);
         // The client's meta describes its own event, not the migration eventdir adds.
         let meta = if *kind == EventType::Migrate {
             None
@@ -434,17 +535,25 @@ pub(crate) fn plan(
             timestamp: &timestamp,
             schema: stamp,
             meta,
-            data,
+            data: match data {
+                Data::Value(value) if *kind != EventType::Delete => Some(value),
+                _ => None,
+            },
         };
-        let encoded = new.encode(&prev);
+        let encoded = match data {
+            Data::Prepared(payload) => new.encode_payload(&prev, uuid::Uuid::new_v4(), payload),
+            Data::Value(_) => new.encode(&prev),
+        };
         if encoded.line.len() > limit {
+            out.truncate(written);
             return Err(Error::EventTooLarge {
                 doc: doc.to_string(),
                 size: encoded.line.len(),
                 limit,
             });
         }
-        bytes.push_str(&encoded.line);
+        last_line = out.len();
+        out.push_str(&encoded.line);
         prev = encoded.hash;
         next_last = Some(Last {
             seq,
@@ -455,9 +564,11 @@ pub(crate) fn plan(
         });
     }
     head.last = next_last;
-    head.state = new_state;
+    if patched_in_place.map(crate::patch::Applied::keep).is_none() {
+        head.state = new_state;
+    }
     head.since_snapshot = since_snapshot + events.len() as u64;
-    Ok(bytes)
+    Ok(last_line)
 }
 
 /// The RFC 6902 patch from `old` to `new`, as stored in a `migrate` event.

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::append::{Durability, commit};
+use crate::append::{Durability, Position, commit};
 use crate::event::{Hash, ZERO_HASH, parse_line};
 use crate::export::split_export_line;
 use crate::folder::{DEFAULT_MAX_EVENT_BYTES, FORMAT_VERSION, Manifest};
@@ -305,7 +305,7 @@ fn write_stream(folder: &Folder, doc: &DocId, bytes: &str) -> Result<()> {
             folder,
             &mut stream.file,
             &path,
-            &tail,
+            Position::of(&tail),
             bytes,
             Durability::Fsync,
         )

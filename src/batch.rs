@@ -8,13 +8,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::append::{Durability, Head, Request, commit, plan, refuse_replica, schema_context};
+use crate::append::{
+    Durability, Head, Position, Request, commit, plan, refuse_replica, schema_context,
+};
 use crate::exit_code::ExitCode;
 use crate::io::{FilesystemSync, LockedStream};
 use crate::schema::History;
-use crate::stream::{Tail, read_tail};
+use crate::stream::read_tail;
 use crate::{DocId, Error, Folder, Result, io as fsio};
 
 /// A request's outcome: the stored line of the requested event (without its newline), or the
@@ -24,10 +26,12 @@ pub type Outcome = Result<String, (ExitCode, String)>;
 struct OpenStream {
     path: PathBuf,
     stream: LockedStream,
-    tail: Tail,
+    tail: Position,
     head: Head,
     pending: String,
     requests: Vec<usize>,
+    /// Whether `pending` was written (durable once the group's sync succeeds).
+    written: bool,
 }
 
 /// From this many streams in one group on, one `syncfs` replaces the per-file fsyncs.
@@ -38,20 +42,78 @@ fn refusal(error: &Error) -> (ExitCode, String) {
 }
 
 /// The ends of the streams a long-running batch wrote last, with their states, so that the
-/// next group need not fold them again. An entry is used only while the stream's last event is
-/// still the one remembered.
-#[derive(Default)]
+/// next group need not fold them again, and (up to a budget of open files) their files, kept
+/// open but unlocked, so that the next group need not open them and read their tails either.
+/// An entry is used only while the stream is still as this batch left it.
 pub struct HeadCache {
-    heads: HashMap<DocId, Head>,
+    heads: HashMap<DocId, Remembered>,
+    /// How many remembered streams have their file open, and how many may.
+    open_files: usize,
+    max_open_files: usize,
+    /// Emptied write buffers of earlier groups, kept so that a long batch does not grow (and
+    /// the kernel zero) fresh ones for every group, and their total capacity.
+    buffers: Vec<String>,
+    buffer_bytes: usize,
+}
+
+struct Remembered {
+    head: Head,
+    /// The stream's file, unlocked, and its length when this batch last wrote it.
+    file: Option<File>,
+    len: u64,
 }
 
 /// The most streams a [`HeadCache`] remembers.
 const CACHED_HEADS: usize = 100_000;
+/// The most bytes of write buffers a [`HeadCache`] keeps.
+const CACHED_BUFFER_BYTES: usize = 64 << 20;
+
+impl HeadCache {
+    /// A cache that keeps at most `max_open_files` stream files open between groups.
+    pub fn new(max_open_files: usize) -> HeadCache {
+        HeadCache {
+            heads: HashMap::new(),
+            open_files: 0,
+            max_open_files,
+            buffers: Vec::new(),
+            buffer_bytes: 0,
+        }
+    }
+
+    /// Remembers a stream this batch has just made durable, `len` bytes long, and releases
+    /// its lock.
+    fn remember(&mut self, doc: DocId, head: Head, stream: LockedStream, path: &Path, len: u64) {
+        if self.heads.len() >= CACHED_HEADS {
+            self.heads.clear();
+            self.open_files = 0;
+        }
+        // A file not kept is closed, which releases its lock.
+        let file = (self.open_files < self.max_open_files)
+            .then(|| fsio::unlock(stream, path).ok())
+            .flatten();
+        self.open_files += usize::from(file.is_some());
+        self.heads.insert(doc, Remembered { head, file, len });
+    }
+
+    fn recycle(&mut self, mut buffer: String) {
+        if self.buffer_bytes + buffer.capacity() <= CACHED_BUFFER_BYTES {
+            self.buffer_bytes += buffer.capacity();
+            buffer.clear();
+            self.buffers.push(buffer);
+        }
+    }
+
+    fn buffer(&mut self) -> String {
+        let buffer = self.buffers.pop().unwrap_or_default();
+        self.buffer_bytes -= buffer.capacity();
+        buffer
+    }
+}
 
 /// Appends every valid request, in order, and returns one outcome per request.
 pub fn append_batch(
     folder: &Folder,
-    requests: Vec<Result<Request>>,
+    requests: &[&Result<Request>],
     cache: &mut HeadCache,
 ) -> Vec<Outcome> {
     let mut outcomes: Vec<Outcome> = requests
@@ -61,10 +123,10 @@ pub fn append_batch(
             Err(e) => Err(refusal(e)),
         })
         .collect();
-    let requests: Vec<(usize, Request)> = requests
-        .into_iter()
+    let requests: Vec<(usize, &Request)> = requests
+        .iter()
         .enumerate()
-        .filter_map(|(i, r)| r.ok().map(|r| (i, r)))
+        .filter_map(|(i, r)| r.as_ref().ok().map(|r| (i, r)))
         .collect();
     if let Some((_, first)) = requests.first()
         && let Err(e) = refuse_replica(folder, &first.doc)
@@ -118,15 +180,12 @@ pub fn append_batch(
             &mut stream.head,
             Some((&stream.stream.file, &stream.path)),
             history,
+            &mut stream.pending,
         ) {
-            Ok(bytes) => {
-                outcomes[*i] = Ok(bytes
+            Ok(last_line) => {
+                outcomes[*i] = Ok(stream.pending[last_line..]
                     .trim_end_matches('\n')
-                    .rsplit('\n')
-                    .next()
-                    .unwrap_or_default()
                     .to_string());
-                stream.pending.push_str(&bytes);
                 stream.requests.push(*i);
             }
             Err(e) => outcomes[*i] = Err(refusal(&e)),
@@ -149,8 +208,7 @@ pub fn append_batch(
     } else {
         Durability::Fsync
     };
-    let mut written: Vec<DocId> = Vec::new();
-    for (doc, stream) in streams.iter_mut() {
+    for stream in streams.values_mut() {
         let Ok(stream) = stream else { continue };
         if stream.pending.is_empty() {
             if stream.stream.created_file {
@@ -162,11 +220,11 @@ pub fn append_batch(
             folder,
             &mut stream.stream.file,
             &stream.path,
-            &stream.tail,
+            stream.tail,
             &stream.pending,
             durability,
         ) {
-            Ok(_) => written.push(doc.clone()),
+            Ok(_) => stream.written = true,
             Err(e) => {
                 for i in &stream.requests {
                     failed.insert(*i, refusal(&e));
@@ -178,27 +236,29 @@ pub fn append_batch(
         }
     }
     let synced = sync.map_or(Ok(()), FilesystemSync::finish);
-    for doc in written {
-        let Some(Ok(stream)) = streams.get_mut(&doc) else {
-            continue;
-        };
-        match &synced {
-            Ok(()) => {
-                let end = stream.tail.complete_len + stream.pending.len() as u64;
-                stream.head.store_snapshot(folder, &doc, end);
-                if cache.heads.len() >= CACHED_HEADS {
-                    cache.heads.clear();
+    for (doc, stream) in streams {
+        let Ok(mut stream) = stream else { continue };
+        if stream.pending.is_empty() && !stream.stream.created_file {
+            // Every request refused: the stream is as it was, and still worth remembering.
+            let len = stream.tail.complete_len + stream.tail.partial_len;
+            cache.remember(doc, stream.head, stream.stream, &stream.path, len);
+        } else if stream.written {
+            match &synced {
+                Ok(()) => {
+                    let end = stream.tail.complete_len + stream.pending.len() as u64;
+                    stream.head.store_snapshot(folder, &doc, end);
+                    cache.remember(doc, stream.head, stream.stream, &stream.path, end);
                 }
-                cache.heads.insert(doc, stream.head.clone());
-            }
-            Err(e) => {
-                // Not acknowledged: take the lines back; the error stands either way.
-                let _ = stream.stream.file.set_len(stream.tail.complete_len);
-                for i in &stream.requests {
-                    failed.insert(*i, refusal(e));
+                Err(e) => {
+                    // Not acknowledged: take the lines back; the error stands either way.
+                    let _ = stream.stream.file.set_len(stream.tail.complete_len);
+                    for i in &stream.requests {
+                        failed.insert(*i, refusal(e));
+                    }
                 }
             }
         }
+        cache.recycle(stream.pending);
     }
     drop(schema_locks);
     for (i, e) in failed {
@@ -209,6 +269,35 @@ pub fn append_batch(
 
 fn open_stream(folder: &Folder, doc: &DocId, cache: &mut HeadCache) -> Result<OpenStream> {
     let path = folder.stream_path(doc);
+    let pending = cache.buffer();
+    let remembered = cache.heads.remove(doc);
+    let known = match remembered {
+        Some(Remembered {
+            head,
+            file: Some(file),
+            len,
+        }) => {
+            cache.open_files -= 1;
+            if let Some(stream) = fsio::relock(file, &path, len)? {
+                return Ok(OpenStream {
+                    path,
+                    stream,
+                    tail: Position {
+                        complete_len: len,
+                        partial_len: 0,
+                        empty: false,
+                    },
+                    head,
+                    pending,
+                    requests: Vec::new(),
+                    written: false,
+                });
+            }
+            Some(head)
+        }
+        Some(remembered) => Some(remembered.head),
+        None => None,
+    };
     let stream = fsio::open_locked(&folder.streams_dir(), &path)?;
     let tail = match read_tail(&stream.file, &path, doc, folder.max_event_bytes()) {
         Ok(tail) => tail,
@@ -219,16 +308,17 @@ fn open_stream(folder: &Folder, doc: &DocId, cache: &mut HeadCache) -> Result<Op
             return Err(e);
         }
     };
-    let head = match cache.heads.remove(doc) {
+    let head = match known {
         Some(head) if head.continues(&tail) => head,
         _ => Head::from_tail(&tail),
     };
     Ok(OpenStream {
         path,
         stream,
-        tail,
+        tail: Position::of(&tail),
         head,
-        pending: String::new(),
+        pending,
         requests: Vec::new(),
+        written: false,
     })
 }

@@ -75,11 +75,11 @@ pub struct EncodedEvent {
 impl NewEvent<'_> {
     /// Encodes the event with a fresh event id and salt, chained to `prev`.
     pub fn encode(&self, prev: &Hash) -> EncodedEvent {
-        let mut salt = [0u8; SALT_BYTES];
-        // A CSPRNG seeded from the operating system once per thread: unpredictable salts
-        // without a system call per event.
-        rand::Rng::fill_bytes(&mut rand::rng(), &mut salt);
-        self.encode_with(prev, uuid::Uuid::new_v4(), &salt)
+        self.encode_payload(
+            prev,
+            uuid::Uuid::new_v4(),
+            &Payload::new(self.data, self.meta),
+        )
     }
 
     /// Encodes the event with the given event id and salt (deterministic; for tests).
@@ -89,29 +89,89 @@ impl NewEvent<'_> {
         event_id: uuid::Uuid,
         salt: &[u8; SALT_BYTES],
     ) -> EncodedEvent {
-        let data = self.data.map_or_else(|| "null".to_string(), canonical);
-        let data_hash = payload_digest(salt, data.as_bytes());
-        let meta = self.meta.map_or_else(|| "null".to_string(), canonical);
-        let envelope = Envelope {
+        self.encode_payload(
+            prev,
+            event_id,
+            &Payload::with_salt(self.data, self.meta, *salt),
+        )
+    }
+
+    /// Encodes the event with its data and meta already encoded in `payload`, which must have
+    /// been made from this event's `data` and `meta` (those two fields are not read again).
+    pub(crate) fn encode_payload(
+        &self,
+        prev: &Hash,
+        event_id: uuid::Uuid,
+        payload: &Payload,
+    ) -> EncodedEvent {
+        let mut line = String::with_capacity(payload.data.len() + payload.meta.len() + 400);
+        Envelope {
             seq: self.seq,
             doc: self.doc.as_str(),
             kind: self.kind,
             timestamp: self.timestamp,
-            event_id: &event_id.to_string(),
+            event_id,
             schema: self.schema,
-            meta: &meta,
-            salt: &encode_hex(salt),
-            data_hash: &encode_hex(data_hash),
-        };
-        let mut line = String::with_capacity(data.len() + meta.len() + 400);
-        envelope.write(&mut line);
-        let hash = chain_hash(prev, line.as_bytes(), &data_hash);
-        line.push_str(&data);
+            meta: &payload.meta,
+            salt: &payload.salt,
+            data_hash: &payload.digest,
+        }
+        .write(&mut line);
+        let hash = chain_hash(prev, line.as_bytes(), &payload.digest);
+        line.push_str(&payload.data);
         line.push_str(",\"hash\":\"");
-        line.push_str(&encode_hex(hash));
+        push_hex(&mut line, &hash);
         line.push_str("\"}\n");
         EncodedEvent { line, hash }
     }
+}
+
+/// An event's data and meta encoded ahead of its envelope: their canonical text, a fresh salt
+/// and the salted digest of the data. None of it depends on the stream, so a batch makes it
+/// while reading its input, off the thread that writes.
+#[derive(Clone, Debug)]
+pub struct Payload {
+    data: String,
+    salt: [u8; SALT_BYTES],
+    digest: Hash,
+    meta: String,
+}
+
+impl Payload {
+    /// Encodes `data` (`None` for a delete's `null`) and `meta` with a fresh salt.
+    pub fn new(data: Option<&Value>, meta: Option<&Value>) -> Payload {
+        Payload::with_salt(data, meta, fresh_salt())
+    }
+
+    /// `data` is the data's canonical text already.
+    pub fn encoded(data: String, meta: Option<&Value>) -> Payload {
+        Payload::with_text(data, meta, fresh_salt())
+    }
+
+    fn with_salt(data: Option<&Value>, meta: Option<&Value>, salt: [u8; SALT_BYTES]) -> Payload {
+        Payload::with_text(
+            data.map_or_else(|| "null".to_string(), canonical),
+            meta,
+            salt,
+        )
+    }
+
+    fn with_text(data: String, meta: Option<&Value>, salt: [u8; SALT_BYTES]) -> Payload {
+        Payload {
+            digest: payload_digest(&salt, data.as_bytes()),
+            data,
+            salt,
+            meta: meta.map_or_else(|| "null".to_string(), canonical),
+        }
+    }
+}
+
+/// A CSPRNG seeded from the operating system once per thread: unpredictable salts without a
+/// system call per event.
+fn fresh_salt() -> [u8; SALT_BYTES] {
+    let mut salt = [0u8; SALT_BYTES];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut salt);
+    salt
 }
 
 /// The members of an event line before its data, in their fixed order: what a writer writes and
@@ -121,38 +181,42 @@ struct Envelope<'a> {
     doc: &'a str,
     kind: EventType,
     timestamp: &'a str,
-    event_id: &'a str,
+    event_id: uuid::Uuid,
     schema: Option<u64>,
     /// The text of `meta`: `null` or an object.
     meta: &'a str,
-    salt: &'a str,
-    data_hash: &'a str,
+    salt: &'a [u8; SALT_BYTES],
+    data_hash: &'a Hash,
 }
 
 impl Envelope<'_> {
     /// Appends `{"seq":…,…,"data":` to `out`: the bytes E of FORMAT.md.
     fn write(&self, out: &mut String) {
         out.push_str("{\"seq\":");
-        out.push_str(&self.seq.to_string());
+        out.push_str(itoa::Buffer::new().format(self.seq));
         out.push_str(",\"doc\":");
-        out.push_str(&canonical(&Value::String(self.doc.to_string())));
+        out.push_str(&serde_json::to_string(self.doc).expect("a string serialises"));
         out.push_str(",\"type\":\"");
         out.push_str(self.kind.as_str());
         out.push_str("\",\"timestamp\":\"");
         out.push_str(self.timestamp);
         out.push_str("\",\"event_id\":\"");
-        out.push_str(self.event_id);
+        out.push_str(
+            self.event_id
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        );
         out.push_str("\",\"schema\":");
         match self.schema {
-            Some(seq) => out.push_str(&seq.to_string()),
+            Some(seq) => out.push_str(itoa::Buffer::new().format(seq)),
             None => out.push_str("null"),
         }
         out.push_str(",\"meta\":");
         out.push_str(self.meta);
         out.push_str(",\"salt\":\"");
-        out.push_str(self.salt);
+        push_hex(out, self.salt);
         out.push_str("\",\"data_hash\":\"");
-        out.push_str(self.data_hash);
+        push_hex(out, self.data_hash);
         out.push_str("\",\"data\":");
     }
 }
@@ -456,14 +520,22 @@ pub fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 
 /// Lower-case hex of `bytes`.
 pub fn encode_hex(bytes: impl AsRef<[u8]>) -> String {
+    let mut out = String::with_capacity(bytes.as_ref().len() * 2);
+    push_hex(&mut out, bytes.as_ref());
+    out
+}
+
+/// Appends the lower-case hex of `bytes` to `out`.
+fn push_hex(out: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let bytes = bytes.as_ref();
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(DIGITS[(b >> 4) as usize]);
-        out.push(DIGITS[(b & 0x0f) as usize]);
+    for chunk in bytes.chunks(32) {
+        let mut hex = [0u8; 64];
+        for (pair, &b) in hex.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = DIGITS[(b >> 4) as usize];
+            pair[1] = DIGITS[(b & 0x0f) as usize];
+        }
+        out.push_str(std::str::from_utf8(&hex[..2 * chunk.len()]).expect("hex digits are ASCII"));
     }
-    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 /// The value of each lower-case hex digit; 0xff for every other byte.

@@ -77,6 +77,32 @@ pub fn open_locked(root: &Path, path: &Path) -> Result<LockedStream> {
     }
 }
 
+/// Takes the lock of a stream file kept open since this process last wrote it, and returns it
+/// as locked only if the file is unchanged since: still named (not unlinked or renamed over)
+/// and still `len` bytes long. Every eventdir writer only ever appends complete lines after the
+/// length it finds, and truncates only back to that length, so an unchanged length means
+/// nobody appended meanwhile. `None` (the file closed) when anything changed: open the path
+/// again and read its tail.
+pub fn relock(file: File, path: &Path, len: u64) -> Result<Option<LockedStream>> {
+    use std::os::unix::fs::MetadataExt;
+    lock_exclusive(&file, path)?;
+    let now = file.metadata().map_err(Error::io("inspect", path))?;
+    if now.nlink() == 0 || now.len() != len {
+        return Ok(None);
+    }
+    Ok(Some(LockedStream {
+        file,
+        created_file: false,
+        created_dirs: Vec::new(),
+    }))
+}
+
+/// Releases a stream's lock but keeps the file open for [`relock`].
+pub fn unlock(stream: LockedStream, path: &Path) -> Result<File> {
+    stream.file.unlock().map_err(Error::io("unlock", path))?;
+    Ok(stream.file)
+}
+
 /// Refuses a stream path whose shard or type directory (`streams/TYPE/SHARD/`) is a symlink, so
 /// that no stream is read or written outside the folder.
 fn refuse_symlinked_dirs(path: &Path) -> Result<()> {

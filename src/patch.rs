@@ -32,6 +32,43 @@ pub fn parse(value: Value, what: &str) -> Result<Patch> {
         })
 }
 
+/// The canonical text of `patch` as an event's data: each operation's members sorted, the
+/// same bytes as the canonical form of the patch as a JSON value, without building that
+/// value.
+pub fn canonical_text(patch: &Patch) -> String {
+    /// An operation's members in sorted order (serde writes a struct's fields in order).
+    #[derive(serde::Serialize)]
+    struct Sorted<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<&'a str>,
+        op: &'static str,
+        path: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        value: Option<&'a Value>,
+    }
+    let ops: Vec<Sorted> = patch
+        .0
+        .iter()
+        .map(|operation| {
+            let (op, from, path, value) = match operation {
+                PatchOperation::Add(o) => ("add", None, &o.path, Some(&o.value)),
+                PatchOperation::Remove(o) => ("remove", None, &o.path, None),
+                PatchOperation::Replace(o) => ("replace", None, &o.path, Some(&o.value)),
+                PatchOperation::Move(o) => ("move", Some(&o.from), &o.path, None),
+                PatchOperation::Copy(o) => ("copy", Some(&o.from), &o.path, None),
+                PatchOperation::Test(o) => ("test", None, &o.path, Some(&o.value)),
+            };
+            Sorted {
+                from: from.map(|p| p.as_str()),
+                op,
+                path: path.as_str(),
+                value,
+            }
+        })
+        .collect();
+    serde_json::to_string(&ops).expect("a patch serialises")
+}
+
 /// Parses the stored text of a patch (the `data` of an update or migrate event), the whole
 /// text and nothing but one patch.
 pub fn parse_stored(text: &str) -> Result<Patch, String> {
@@ -211,6 +248,95 @@ pub fn apply(state: &Value, patch: &Patch) -> Result<Value, String> {
     Ok(doc)
 }
 
+/// A patch applied to a state in place, undone when dropped unless [kept](Applied::keep): after
+/// any failure that follows (the patch's own, or a check of its result) the state is as it
+/// was, without a copy of the whole state made first. Only the top-level members the patch
+/// names are copied, since no other operation can touch anything else.
+pub struct Applied<'a> {
+    state: &'a mut Value,
+    backup: Option<Backup>,
+}
+
+/// What a patch may change: some top-level members (each with its old value, or `None` when
+/// it was absent), or, for a patch of the root, the whole state.
+enum Backup {
+    Members(Vec<(String, Option<Value>)>),
+    Whole(Value),
+}
+
+impl Backup {
+    fn of(state: &Value, patch: &Patch) -> Backup {
+        let Value::Object(members) = state else {
+            return Backup::Whole(state.clone());
+        };
+        let mut saved: Vec<(String, Option<Value>)> = Vec::new();
+        for op in &patch.0 {
+            let changed = match op {
+                PatchOperation::Add(o) => [Some(&o.path), None],
+                PatchOperation::Remove(o) => [Some(&o.path), None],
+                PatchOperation::Replace(o) => [Some(&o.path), None],
+                PatchOperation::Move(o) => [Some(&o.from), Some(&o.path)],
+                PatchOperation::Copy(o) => [Some(&o.path), None],
+                PatchOperation::Test(_) => [None, None],
+            };
+            for pointer in changed.into_iter().flatten() {
+                let Some(token) = pointer.first() else {
+                    return Backup::Whole(state.clone());
+                };
+                let name = token.decoded();
+                if !saved.iter().any(|(saved, _)| *saved == name) {
+                    saved.push((name.to_string(), members.get(name.as_ref()).cloned()));
+                }
+            }
+        }
+        Backup::Members(saved)
+    }
+
+    fn restore(self, state: &mut Value) {
+        match (self, state) {
+            (Backup::Whole(old), state) => *state = old,
+            (Backup::Members(saved), Value::Object(members)) => {
+                for (name, old) in saved {
+                    match old {
+                        Some(old) => members.insert(name, old),
+                        None => members.remove(&name),
+                    };
+                }
+            }
+            (Backup::Members(_), _) => unreachable!("only a patch of the root changes its type"),
+        }
+    }
+}
+
+impl Applied<'_> {
+    /// The patched state.
+    pub fn state(&self) -> &Value {
+        self.state
+    }
+
+    /// Keeps the change.
+    pub fn keep(mut self) {
+        self.backup = None;
+    }
+}
+
+impl Drop for Applied<'_> {
+    fn drop(&mut self) {
+        if let Some(backup) = self.backup.take() {
+            backup.restore(self.state);
+        }
+    }
+}
+
+/// Applies `patch` to `state` in place, undoably (see [`Applied`]); after an error `state` is
+/// as it was.
+pub fn apply_undoable<'a>(state: &'a mut Value, patch: &Patch) -> Result<Applied<'a>, String> {
+    let backup = Some(Backup::of(state, patch));
+    let applied = Applied { state, backup };
+    apply_unguarded(applied.state, patch)?;
+    Ok(applied)
+}
+
 /// Applies `patch` to `doc` in place with no way back: after an error `doc` is left part-way.
 /// For a copy that an error throws away: the next state an append computes, or a stored patch,
 /// whose failure makes the fold an error (the stream is corrupt). `test` compares numbers
@@ -300,6 +426,56 @@ fn op_name(op: &PatchOperation) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_undoable_patch_leaves_the_state_as_it_was_when_it_fails_or_is_dropped() {
+        let original = json!({"a": {"b": [1, 2]}, "c": "x", "d~/e": 1, "items": [{"q": 1}]});
+        let patches = [
+            // fails at its second operation, after the first changed the state
+            json!([{"op": "replace", "path": "/c", "value": "y"}, {"op": "remove", "path": "/zz"}]),
+            json!([{"op": "add", "path": "/new", "value": 1}, {"op": "test", "path": "/c", "value": 0}]),
+            json!([{"op": "move", "from": "/a/b", "path": "/d~0~1e"}, {"op": "remove", "path": "/a/b"}]),
+            json!([{"op": "remove", "path": "/items/0/q"}, {"op": "copy", "from": "/c", "path": "/nope/x"}]),
+            json!([{"op": "replace", "path": "", "value": [1]}, {"op": "remove", "path": "/9"}]),
+        ];
+        for patch in patches {
+            let patch = parse(patch, "p").unwrap();
+            let mut state = original.clone();
+            assert!(apply_undoable(&mut state, &patch).is_err());
+            assert_eq!(state, original);
+        }
+        // succeeds, then is dropped (a later check refused the result)
+        let patch = parse(
+            json!([{"op": "add", "path": "/a/b/-", "value": 3}, {"op": "move", "from": "/c", "path": "/f"}]),
+            "p",
+        )
+        .unwrap();
+        let mut state = original.clone();
+        let applied = apply_undoable(&mut state, &patch).unwrap();
+        assert_eq!(applied.state(), &apply(&original, &patch).unwrap());
+        drop(applied);
+        assert_eq!(state, original);
+        apply_undoable(&mut state, &patch).unwrap().keep();
+        assert_eq!(state, apply(&original, &patch).unwrap());
+    }
+
+    #[test]
+    fn canonical_text_is_the_canonical_form_of_the_patch_as_a_value() {
+        let patch = parse(
+            json!([
+                {"op": "add", "path": "/a~1b", "value": {"z": 1, "a": [1.0, "\u{e9}\n\u{1}"]}},
+                {"op": "remove", "path": "/x"},
+                {"op": "replace", "path": "", "value": null},
+                {"path": "/m", "op": "move", "from": "/n"},
+                {"op": "copy", "from": "/a", "path": "/c", "value": "ignored"},
+                {"op": "test", "path": "/t", "value": -0.5, "comment": "ignored"}
+            ]),
+            "p",
+        )
+        .unwrap();
+        let value = serde_json::to_value(&patch).unwrap();
+        assert_eq!(canonical_text(&patch), crate::json::canonical(&value));
+    }
 
     #[test]
     fn test_op_compares_numbers_numerically() {

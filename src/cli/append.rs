@@ -176,6 +176,7 @@ fn resolve(args: &Args, limit: usize) -> Result<Request> {
         action,
         expect,
         meta,
+        payload: None,
     })
 }
 

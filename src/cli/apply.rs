@@ -38,9 +38,10 @@ pub fn run(args: Args, _context: &super::Context) -> Result<ExitCode> {
     let mut applier = Applier::new(&args.dir)?;
     let input = StdinLines::spawn(MAX_LINE, BATCH_LINES, |line| line);
     let mut line_no = 1;
-    while let Some(group) = input.next_group(BATCH_LINES) {
+    let mut group = Vec::new();
+    while input.next_group(BATCH_LINES, &mut group) {
         let mut lines = Vec::with_capacity(group.len());
-        for (i, line) in group.into_iter().enumerate() {
+        for (i, line) in group.drain(..).enumerate() {
             let what = format!("stdin line {}", line_no + i as u64);
             let line = line.map_err(|reason| Error::input(&what, reason))?;
             lines

@@ -14,21 +14,34 @@ use crate::{DocId, Error, Folder, Result, json, patch, state};
 /// The most requests committed in one group.
 const GROUP_LINES: usize = 50_000;
 /// The most streams one group holds open and locked, when the open-file limit allows.
-const GROUP_STREAMS: usize = 256;
+const GROUP_STREAMS: usize = 8192;
 
-/// How many streams a group may hold open: [`GROUP_STREAMS`], or fewer under a low limit of
-/// open files (two descriptors a stream, some left for everything else).
-fn streams_per_group() -> usize {
+/// How many streams a group may hold open, and how many more files may stay open between
+/// groups: [`GROUP_STREAMS`], or fewer under a low limit of open files (raised to its hard
+/// limit first, as a process that needs many files may; some are left for everything else).
+fn open_file_budget() -> (usize, usize) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit writes only into `limit`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 16;
+    // SAFETY: getrlimit and setrlimit only read and write `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return (16, 0);
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max.min(1 << 20),
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
     }
-    let available = (limit.rlim_cur as usize).saturating_sub(32) / 2;
-    available.clamp(1, GROUP_STREAMS)
+    let available = (limit.rlim_cur as usize).saturating_sub(64);
+    let per_group = (available / 2).clamp(1, GROUP_STREAMS);
+    (per_group, available.saturating_sub(per_group))
 }
 
 pub fn run(folder: &Folder) -> Result<ExitCode> {
@@ -39,21 +52,26 @@ pub fn run(folder: &Folder) -> Result<ExitCode> {
     });
     let mut out = Output::new();
     let mut first_refusal = None;
-    let streams_per_group = streams_per_group();
-    let mut cache = HeadCache::default();
+    let (streams_per_group, kept_open) = open_file_budget();
+    let mut cache = HeadCache::new(kept_open);
     let mut line_no: u64 = 0;
-    while let Some(requests) = input.next_group(GROUP_LINES) {
+    // Reused from round to round: a round's requests can take tens of megabytes.
+    let mut requests = Vec::new();
+    while input.next_group(GROUP_LINES, &mut requests) {
         line_no += requests.len() as u64;
         let mut outcomes: Vec<Option<Outcome>> = (0..requests.len()).map(|_| None).collect();
-        for group in split_by_streams(requests, streams_per_group) {
-            let (indexes, group): (Vec<usize>, Vec<Result<Request>>) = group.into_iter().unzip();
-            for (i, outcome) in indexes
-                .into_iter()
-                .zip(append_batch(folder, group, &mut cache))
+        for group in split_by_streams(&requests, streams_per_group) {
+            let group_requests: Vec<&Result<Request>> =
+                group.iter().map(|&i| &requests[i]).collect();
+            for (i, outcome) in
+                group
+                    .into_iter()
+                    .zip(append_batch(folder, &group_requests, &mut cache))
             {
                 outcomes[i] = Some(outcome);
             }
         }
+        requests.clear();
         // Results go out in input order, once every group of this round is durable.
         let first = line_no + 1 - outcomes.len() as u64;
         for (n, outcome) in (first..).zip(outcomes) {
@@ -71,18 +89,18 @@ pub fn run(folder: &Folder) -> Result<ExitCode> {
 
 /// Splits requests into groups touching at most `streams_per_group` streams each, every stream's
 /// requests in one group and in input order (there is no order across streams to keep).
-/// Each request keeps its index in the input.
-fn split_by_streams(
-    requests: Vec<Result<Request>>,
-    streams_per_group: usize,
-) -> Vec<Vec<(usize, Result<Request>)>> {
-    let mut group_of: HashMap<DocId, usize> = HashMap::new();
-    let mut groups: Vec<Vec<(usize, Result<Request>)>> = vec![Vec::new()];
+/// Returns each group's indexes into `requests`.
+fn split_by_streams(requests: &[Result<Request>], streams_per_group: usize) -> Vec<Vec<usize>> {
+    if requests.len() <= streams_per_group {
+        return vec![(0..requests.len()).collect()];
+    }
+    let mut group_of: HashMap<&DocId, usize> = HashMap::new();
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
     let mut streams_in_last = 0;
-    for (i, request) in requests.into_iter().enumerate() {
-        let group = match &request {
+    for (i, request) in requests.iter().enumerate() {
+        let group = match request {
             Err(_) => 0,
-            Ok(r) => *group_of.entry(r.doc.clone()).or_insert_with(|| {
+            Ok(r) => *group_of.entry(&r.doc).or_insert_with(|| {
                 if streams_in_last == streams_per_group {
                     groups.push(Vec::new());
                     streams_in_last = 0;
@@ -91,7 +109,7 @@ fn split_by_streams(
                 groups.len() - 1
             }),
         };
-        groups[group].push((i, request));
+        groups[group].push(i);
     }
     groups
 }
@@ -202,10 +220,13 @@ fn resolve(text: &[u8]) -> Result<Request> {
             ));
         }
     };
-    Ok(Request {
+    let mut request = Request {
         doc,
         action,
         expect,
         meta,
-    })
+        payload: None,
+    };
+    request.prepare();
+    Ok(request)
 }

@@ -57,16 +57,19 @@ impl<T: Send + 'static> StdinLines<T> {
         StdinLines { receiver }
     }
 
-    /// The next group: waits for one line, then takes what is already there, up to `most`.
-    /// `None` at the end of stdin.
-    pub fn next_group(&self, most: usize) -> Option<Vec<T>> {
-        let mut group = vec![self.receiver.recv().ok()?];
+    /// Appends the next group to `group`: waits for one line, then takes what is already
+    /// there, up to `most`. False at the end of stdin.
+    pub fn next_group(&self, most: usize, group: &mut Vec<T>) -> bool {
+        let Ok(first) = self.receiver.recv() else {
+            return false;
+        };
+        group.push(first);
         while group.len() < most {
             match self.receiver.try_recv() {
                 Ok(line) => group.push(line),
                 Err(_) => break,
             }
         }
-        Some(group)
+        true
     }
 }
