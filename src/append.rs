@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::event::{EventType, Hash, NewEvent, Payload, StoredEvent};
 use crate::schema::{History, Version};
-use crate::state::{DocState, check_new_state};
+use crate::state::{DocState, check_new_state, check_patched_state};
 use crate::stream::{Tail, read_tail};
 use crate::{DocId, Error, Folder, Result, io as fsio, snapshot, time};
 
@@ -469,7 +469,7 @@ pub(crate) fn plan(
                     reason,
                 }
             })?;
-            check_new_state(applied.state(), "the patched document")?;
+            check_patched_state(applied.state(), patch, "the patched document")?;
             conform(doc, current, applied.state())?;
             events.push((EventType::Update, requested()));
             patched_in_place = Some(applied);
@@ -540,24 +540,29 @@ pub(crate) fn plan(
                 _ => None,
             },
         };
-        let encoded = match data {
-            Data::Prepared(payload) => new.encode_payload(&prev, uuid::Uuid::new_v4(), payload),
-            Data::Value(_) => new.encode(&prev),
+        let start = out.len();
+        let hash = match data {
+            Data::Prepared(payload) => new.encode_into(&prev, uuid::Uuid::new_v4(), payload, out),
+            Data::Value(_) => {
+                let encoded = new.encode(&prev);
+                out.push_str(&encoded.line);
+                encoded.hash
+            }
         };
-        if encoded.line.len() > limit {
+        let size = out.len() - start;
+        if size > limit {
             out.truncate(written);
             return Err(Error::EventTooLarge {
                 doc: doc.to_string(),
-                size: encoded.line.len(),
+                size,
                 limit,
             });
         }
-        last_line = out.len();
-        out.push_str(&encoded.line);
-        prev = encoded.hash;
+        last_line = start;
+        prev = hash;
         next_last = Some(Last {
             seq,
-            hash: encoded.hash,
+            hash,
             timestamp: timestamp.clone(),
             deleted: *kind == EventType::Delete,
             stamp,

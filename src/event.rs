@@ -105,6 +105,20 @@ impl NewEvent<'_> {
         payload: &Payload,
     ) -> EncodedEvent {
         let mut line = String::with_capacity(payload.data.len() + payload.meta.len() + 400);
+        let hash = self.encode_into(prev, event_id, payload, &mut line);
+        EncodedEvent { line, hash }
+    }
+
+    /// [`encode_payload`](Self::encode_payload), appending the line to `out`; returns the
+    /// event's hash.
+    pub(crate) fn encode_into(
+        &self,
+        prev: &Hash,
+        event_id: uuid::Uuid,
+        payload: &Payload,
+        out: &mut String,
+    ) -> Hash {
+        let start = out.len();
         Envelope {
             seq: self.seq,
             doc: self.doc.as_str(),
@@ -116,13 +130,13 @@ impl NewEvent<'_> {
             salt: &payload.salt,
             data_hash: &payload.digest,
         }
-        .write(&mut line);
-        let hash = chain_hash(prev, line.as_bytes(), &payload.digest);
-        line.push_str(&payload.data);
-        line.push_str(",\"hash\":\"");
-        push_hex(&mut line, &hash);
-        line.push_str("\"}\n");
-        EncodedEvent { line, hash }
+        .write(out);
+        let hash = chain_hash(prev, &out.as_bytes()[start..], &payload.digest);
+        out.push_str(&payload.data);
+        out.push_str(",\"hash\":\"");
+        push_hex(out, &hash);
+        out.push_str("\"}\n");
+        hash
     }
 }
 

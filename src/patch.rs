@@ -337,6 +337,21 @@ pub fn apply_undoable<'a>(state: &'a mut Value, patch: &Patch) -> Result<Applied
     Ok(applied)
 }
 
+/// The deepest nesting `patch` can reach in a state no deeper than the limit: for each `add`,
+/// `replace` or `test`, its path's length plus its value's depth (`remove` reaches nothing
+/// new). `None` for a patch that moves or copies, whose values come from the state itself.
+pub fn depth_reached(patch: &Patch) -> Option<usize> {
+    patch.0.iter().try_fold(0, |deepest, op| {
+        let reached = match op {
+            PatchOperation::Add(o) => o.path.count() + crate::json::depth(&o.value),
+            PatchOperation::Replace(o) => o.path.count() + crate::json::depth(&o.value),
+            PatchOperation::Remove(_) | PatchOperation::Test(_) => 0,
+            PatchOperation::Move(_) | PatchOperation::Copy(_) => return None,
+        };
+        Some(deepest.max(reached))
+    })
+}
+
 /// Applies `patch` to `doc` in place with no way back: after an error `doc` is left part-way.
 /// For a copy that an error throws away: the next state an append computes, or a stored patch,
 /// whose failure makes the fold an error (the stream is corrupt). `test` compares numbers

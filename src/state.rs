@@ -1,5 +1,6 @@
 //! Folding events into a document's state, and reading the state at a point in its history.
 
+use json_patch::Patch;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -117,6 +118,15 @@ pub fn check_new_state(state: &Value, what: &str) -> Result<()> {
         ));
     }
     json::check_depth(state, what)
+}
+
+/// [`check_new_state`] for `state` patched by `patch` from a state that passed it: the walk
+/// over the whole state is skipped when the patch cannot have reached the depth limit.
+pub fn check_patched_state(state: &Value, patch: &Patch, what: &str) -> Result<()> {
+    match crate::patch::depth_reached(patch) {
+        Some(depth) if depth <= json::MAX_DEPTH && state.is_object() => Ok(()),
+        _ => check_new_state(state, what),
+    }
 }
 
 /// The current state of `doc`, starting from its snapshot when one is valid. `None` when the
