@@ -18,6 +18,7 @@ pub mod index;
 pub mod io;
 pub mod json;
 pub mod patch;
+pub mod read_ahead;
 pub mod schema;
 pub mod snapshot;
 pub mod state;

@@ -206,7 +206,7 @@ impl History {
         let mut versions = Vec::new();
         while let Some(event) = reader.next_event()? {
             let current = state.get_or_insert_with(DocState::empty);
-            current.apply_from(&event, &reader, &schema_doc)?;
+            current.apply_from(&event, reader.path(), &schema_doc)?;
             let corrupt = |reason: String| Error::Corrupt {
                 doc: schema_doc.to_string(),
                 path: reader.path().to_path_buf(),

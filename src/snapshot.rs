@@ -11,6 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::event::{Hash, decode_hex};
+use crate::read_ahead::FoldReader;
 use crate::state::DocState;
 use crate::stream::{Position, StreamReader, stored_hash_before};
 use crate::{DocId, Error, Folder, Result, io as fsio};
@@ -76,7 +77,12 @@ fn fold_from(
     position: Position,
 ) -> Result<Option<Folded>> {
     let handle = file.try_clone().map_err(Error::io("read", &path))?;
-    let mut reader = StreamReader::at(
+    let remaining = file
+        .metadata()
+        .map_err(Error::io("inspect", &path))?
+        .len()
+        .saturating_sub(position.offset);
+    let reader = StreamReader::at(
         handle,
         path,
         doc.clone(),
@@ -84,17 +90,18 @@ fn fold_from(
         position,
     )?
     .folding();
+    let mut reader = FoldReader::new(reader, remaining);
     let mut events_folded = 0;
-    while let Some(event) = reader.next_event()? {
+    reader.for_each(|event, path| {
+        events_folded += 1;
         state
             .get_or_insert_with(DocState::empty)
-            .apply_from(&event, &reader, doc)?;
-        events_folded += 1;
-    }
+            .apply_from(event, path, doc)
+    })?;
     Ok(state.map(|state| Folded {
         state,
         events_folded,
-        end: reader.position(),
+        end: reader.end(),
     }))
 }
 

@@ -1,5 +1,7 @@
 //! Folding events into a document's state, and reading the state at a point in its history.
 
+use std::path::Path;
+
 use json_patch::Patch;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -92,16 +94,12 @@ impl DocState {
         Ok(())
     }
 
-    /// Applies a stored event read from `reader`, turning a failure into a corruption error.
-    pub fn apply_from(
-        &mut self,
-        event: &StoredEvent,
-        reader: &StreamReader,
-        doc: &DocId,
-    ) -> Result<()> {
+    /// Applies a stored event read from the stream file at `path`, turning a failure into a
+    /// corruption error.
+    pub fn apply_from(&mut self, event: &StoredEvent, path: &Path, doc: &DocId) -> Result<()> {
         self.apply(event).map_err(|reason| Error::Corrupt {
             doc: doc.to_string(),
-            path: reader.path().to_path_buf(),
+            path: path.to_path_buf(),
             line: Some(event.seq + 1),
             seq: Some(event.seq),
             reason,
@@ -179,7 +177,7 @@ pub fn at(folder: &Folder, doc: &DocId, point: &Point) -> Result<Option<DocState
             break;
         }
         let state = current.get_or_insert_with(DocState::empty);
-        state.apply_from(&event, &reader, doc)?;
+        state.apply_from(&event, reader.path(), doc)?;
         if index.wants(event.seq) {
             index.add(folder, state, reader.offset());
         }

@@ -26,6 +26,8 @@ pub struct StreamReader {
     end: u64,
     data_check: DataCheck,
     buf: Vec<u8>,
+    /// Buffers of lines already done with, for the next lines to be read into.
+    spare: Vec<Vec<u8>>,
 }
 
 /// Where a reader starts: the beginning of the stream, or just after a known event.
@@ -89,6 +91,7 @@ impl StreamReader {
             end: u64::MAX,
             data_check: DataCheck::Readable,
             buf: Vec::new(),
+            spare: Vec::new(),
         })
     }
 
@@ -106,9 +109,20 @@ impl StreamReader {
         self
     }
 
+    /// Leaves the payload digest to the caller as well (see [`DataCheck::DigestByCaller`]).
+    pub(crate) fn checking_payloads_elsewhere(mut self) -> StreamReader {
+        self.data_check = DataCheck::DigestByCaller;
+        self
+    }
+
     /// The stream file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The document whose stream this is.
+    pub fn doc(&self) -> &DocId {
+        &self.doc
     }
 
     /// The byte offset just after the last complete line read.
@@ -160,9 +174,13 @@ impl StreamReader {
             return Ok(None);
         }
         self.buf.pop();
-        // The event takes the buffer (no copy); the next line gets one of the same size.
-        let capacity = self.buf.capacity();
-        let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(capacity));
+        // The event takes the buffer (no copy); the next line gets a spare one, or a new one
+        // of the same size.
+        let next = match self.spare.pop() {
+            Some(spare) => spare,
+            None => Vec::with_capacity(self.buf.capacity()),
+        };
+        let bytes = std::mem::replace(&mut self.buf, next);
         let text = match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(e) => {
@@ -188,6 +206,17 @@ impl StreamReader {
         self.prev_hash = event.hash;
         self.prev_timestamp.clone_from(&event.timestamp);
         Ok(Some(event))
+    }
+
+    /// Takes back the lines of events the caller is done with, as buffers for the lines still
+    /// to be read.
+    pub fn reuse(&mut self, lines: impl Iterator<Item = String>) {
+        const SPARE: usize = 1024;
+        for line in lines.take(SPARE.saturating_sub(self.spare.len())) {
+            let mut buffer = line.into_bytes();
+            buffer.clear();
+            self.spare.push(buffer);
+        }
     }
 
     fn corrupt(&self, seq: Option<u64>, reason: String) -> Error {

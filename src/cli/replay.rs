@@ -1,5 +1,6 @@
 use super::{Context, exit_codes, parse_docs};
 use crate::exit_code::ExitCode;
+use crate::read_ahead::FoldReader;
 use crate::state::DocState;
 use crate::stream::StreamReader;
 use crate::{DocId, Error, Folder, Result};
@@ -32,19 +33,23 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
     let docs = select(&folder, named, args.kind.as_deref())?;
     let mut out = super::output::Output::new();
     for doc in &docs {
-        let Some(mut reader) = StreamReader::open(&folder, doc)?.map(StreamReader::folding) else {
+        let Some(reader) = StreamReader::open(&folder, doc)?.map(StreamReader::folding) else {
             return Err(Error::NotFound {
                 doc: doc.to_string(),
             });
         };
+        // Only a guess at how much there is to read, to decide whether to read ahead.
+        let len = std::fs::metadata(reader.path()).map_or(0, |m| m.len());
+        let mut reader = FoldReader::new(reader, len);
         let mut state: Option<DocState> = None;
-        while let Some(event) = reader.next_event()? {
+        reader.for_each(|event, path| {
             let current = state.get_or_insert_with(DocState::empty);
-            current.apply_from(&event, &reader, doc)?;
+            current.apply_from(event, path, doc)?;
             if args.each {
                 out.json(&current.view(doc))?;
             }
-        }
+            Ok(())
+        })?;
         match state {
             Some(state) if !args.each => out.json(&state.view(doc))?,
             Some(_) => {}

@@ -231,7 +231,7 @@ fn log(args: LogArgs, context: &Context) -> Result<ExitCode> {
     let mut state = DocState::empty();
     let mut out = super::output::Output::new();
     while let Some(event) = reader.next_event()? {
-        state.apply_from(&event, &reader, &doc)?;
+        state.apply_from(&event, reader.path(), &doc)?;
         out.json(&view(&args.kind, &state))?;
     }
     out.flush()?;

@@ -130,3 +130,78 @@ fn replay_of_a_missing_document_exits_5() {
     refused(&f, &["replay", "order:99", "--each"], 5);
     refused(&f, &["replay", "order"], 2);
 }
+
+/// A stream long enough to be read ahead on a second thread, one event per `set` of `n` and
+/// `note`; returns the lines of its file.
+fn long_stream(f: &TestFolder, events: usize) -> Vec<String> {
+    let mut input = format!("{}\n", json!({"doc": "long:1", "data": {"n": 0}}));
+    for n in 1..events {
+        let note = format!("{n:0>6}").repeat(60);
+        input.push_str(&format!(
+            "{}\n",
+            json!({"doc": "long:1", "set": {"n": n, "note": note}})
+        ));
+    }
+    let out = f
+        .cmd()
+        .args(["append", "--batch"])
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(f.stream_file("long:1")).unwrap();
+    assert!(
+        text.len() as u64 > 2 * eventdir::read_ahead::READ_AHEAD_FROM,
+        "the stream must be long enough to be read ahead"
+    );
+    text.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_stream_read_ahead_replays_every_event_in_order() {
+    let f = TestFolder::new();
+    long_stream(&f, 4000);
+    let each = f.ndjson(&["replay", "long:1", "--each"]);
+    assert_eq!(each.len(), 4000);
+    for (n, state) in each.iter().enumerate() {
+        assert_eq!(state["seq"], n);
+        assert_eq!(state["state"]["n"], n);
+    }
+    let replayed: Value = serde_json::from_str(&f.ok(&["replay", "long:1"])).unwrap();
+    std::fs::remove_dir_all(f.path().join("cache")).unwrap();
+    assert_eq!(replayed, f.json(&["get", "long:1"]));
+}
+
+#[test]
+fn a_stream_read_ahead_reports_its_first_corruption_by_seq() {
+    let f = TestFolder::new();
+    let mut lines = long_stream(&f, 4000);
+    // Seq 2000's data no longer matches its digest (checked by the folding thread), and seq
+    // 3000's hash no longer chains (checked by the reading thread): the first is reported.
+    let data_at = lines[2000].find("\"value\":\"0").unwrap() + 9;
+    lines[2000].replace_range(data_at..data_at + 1, "x");
+    let hash_at = lines[3000].len() - 3;
+    let flipped = if &lines[3000][hash_at..hash_at + 1] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    lines[3000].replace_range(hash_at..hash_at + 1, flipped);
+    std::fs::write(f.stream_file("long:1"), lines.join("\n") + "\n").unwrap();
+    std::fs::remove_dir_all(f.path().join("cache")).unwrap();
+    for args in [&["replay", "long:1"][..], &["get", "long:1"]] {
+        let (code, _, stderr) = f.run(args);
+        assert_eq!(code, 4, "{args:?}: {stderr}");
+        assert!(stderr.contains("seq 2000"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("data does not match data_hash"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // With seq 2000 repaired, the broken chain at seq 3000 is what is reported.
+    lines[2000].replace_range(data_at..data_at + 1, "0");
+    std::fs::write(f.stream_file("long:1"), lines.join("\n") + "\n").unwrap();
+    let (code, _, stderr) = f.run(&["replay", "long:1"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("seq 3000"), "{stderr}");
+}
