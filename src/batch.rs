@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 use crate::append::{
     Durability, Head, Position, Request, commit, plan, refuse_replica, schema_context,
 };
@@ -34,8 +36,13 @@ struct OpenStream {
     written: bool,
 }
 
+/// A stream of a group: open and locked, or why not.
+type Slot = Result<OpenStream, (ExitCode, String)>;
+
 /// From this many streams in one group on, one `syncfs` replaces the per-file fsyncs.
 const SYNCFS_FROM: usize = 8;
+/// From this many streams in one group on, they are planned and written in parallel.
+const PARALLEL_FROM: usize = 16;
 
 fn refusal(error: &Error) -> (ExitCode, String) {
     (ExitCode::of(error), error.to_string())
@@ -137,7 +144,7 @@ pub fn append_batch(
         return outcomes;
     }
     // Lock every stream first, in id order, then the schema streams of their types.
-    let mut streams: BTreeMap<DocId, Result<OpenStream, (ExitCode, String)>> = BTreeMap::new();
+    let mut streams: BTreeMap<DocId, Slot> = BTreeMap::new();
     for (_, request) in &requests {
         streams
             .entry(request.doc.clone())
@@ -159,37 +166,49 @@ pub fn append_batch(
         });
         histories.insert(doc.kind().to_string(), context.map_err(|e| refusal(&e)));
     }
-    for (i, request) in &requests {
-        let stream = match streams.get_mut(&request.doc).expect("opened above") {
-            Ok(stream) => stream,
-            Err(e) => {
-                outcomes[*i] = Err(e.clone());
-                continue;
-            }
-        };
-        let history = match histories.get(request.doc.kind()).expect("loaded above") {
-            Ok(history) => history.as_ref(),
-            Err(e) => {
-                outcomes[*i] = Err(e.clone());
-                continue;
-            }
-        };
-        match plan(
-            folder,
-            request,
-            &mut stream.head,
-            Some((&stream.stream.file, &stream.path)),
-            history,
-            &mut stream.pending,
-        ) {
-            Ok(last_line) => {
-                outcomes[*i] = Ok(stream.pending[last_line..]
-                    .trim_end_matches('\n')
-                    .to_string());
-                stream.requests.push(*i);
-            }
-            Err(e) => outcomes[*i] = Err(refusal(&e)),
+    // Each stream's requests, in input order; the streams are independent of one another, so
+    // many of them are planned (and written) on all cores.
+    let mut queued: BTreeMap<&DocId, Vec<(usize, &Request)>> = BTreeMap::new();
+    for &(i, request) in &requests {
+        queued.entry(&request.doc).or_default().push((i, request));
+    }
+    let parallel = streams.len() >= PARALLEL_FROM;
+    let work: Vec<_> = streams.values_mut().zip(queued.into_values()).collect();
+    let plan_stream = |(slot, queued): (&mut Slot, Vec<(usize, &Request)>)| {
+        let mut planned = Vec::with_capacity(queued.len());
+        for (i, request) in queued {
+            let outcome = match (&mut *slot, histories.get(request.doc.kind())) {
+                (Err(e), _) => Err(e.clone()),
+                (Ok(_), Some(Err(e))) => Err(e.clone()),
+                (Ok(stream), Some(Ok(history))) => match plan(
+                    folder,
+                    request,
+                    &mut stream.head,
+                    Some((&stream.stream.file, &stream.path)),
+                    history.as_ref(),
+                    &mut stream.pending,
+                ) {
+                    Ok(last_line) => {
+                        stream.requests.push(i);
+                        Ok(stream.pending[last_line..]
+                            .trim_end_matches('\n')
+                            .to_string())
+                    }
+                    Err(e) => Err(refusal(&e)),
+                },
+                (Ok(_), None) => unreachable!("every type's history is loaded above"),
+            };
+            planned.push((i, outcome));
         }
+        planned
+    };
+    let planned: Vec<Vec<(usize, Outcome)>> = if parallel {
+        work.into_par_iter().map(plan_stream).collect()
+    } else {
+        work.into_iter().map(plan_stream).collect()
+    };
+    for (i, outcome) in planned.into_iter().flatten() {
+        outcomes[i] = outcome;
     }
     let mut failed: HashMap<usize, (ExitCode, String)> = HashMap::new();
     // Many streams are made durable by one syncfs rather than an fsync each (and three for each
@@ -208,13 +227,13 @@ pub fn append_batch(
     } else {
         Durability::Fsync
     };
-    for stream in streams.values_mut() {
-        let Ok(stream) = stream else { continue };
+    let write_stream = |slot: &mut Slot| -> Vec<(usize, (ExitCode, String))> {
+        let Ok(stream) = slot else { return Vec::new() };
         if stream.pending.is_empty() {
             if stream.stream.created_file {
                 fsio::remove_new_stream(&stream.stream, &stream.path);
             }
-            continue;
+            return Vec::new();
         }
         match commit(
             folder,
@@ -224,17 +243,27 @@ pub fn append_batch(
             &stream.pending,
             durability,
         ) {
-            Ok(_) => stream.written = true,
+            Ok(_) => {
+                stream.written = true;
+                Vec::new()
+            }
             Err(e) => {
-                for i in &stream.requests {
-                    failed.insert(*i, refusal(&e));
-                }
                 if stream.stream.created_file {
                     fsio::remove_new_stream(&stream.stream, &stream.path);
                 }
+                stream.requests.iter().map(|&i| (i, refusal(&e))).collect()
             }
         }
-    }
+    };
+    let failures: Vec<Vec<(usize, (ExitCode, String))>> = if parallel {
+        streams
+            .par_iter_mut()
+            .map(|(_, slot)| write_stream(slot))
+            .collect()
+    } else {
+        streams.values_mut().map(write_stream).collect()
+    };
+    failed.extend(failures.into_iter().flatten());
     let synced = sync.map_or(Ok(()), FilesystemSync::finish);
     for (doc, stream) in streams {
         let Ok(mut stream) = stream else { continue };
