@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
@@ -34,6 +35,9 @@ struct OpenStream {
     requests: Vec<usize>,
     /// Whether `pending` was written (durable once the group's sync succeeds).
     written: bool,
+    /// Whether the stream must not be used again by this batch: its write failed, or a new
+    /// stream's file was removed, or the lines it was planned after were lost.
+    lost: bool,
 }
 
 /// A stream of a group: open and locked, or why not.
@@ -117,59 +121,180 @@ impl HeadCache {
     }
 }
 
-/// Appends every valid request, in order, and returns one outcome per request.
-pub fn append_batch(
-    folder: &Folder,
-    requests: &[&Result<Request>],
-    cache: &mut HeadCache,
-) -> Vec<Outcome> {
-    let mut outcomes: Vec<Outcome> = requests
-        .iter()
-        .map(|r| match r {
-            Ok(_) => Ok(String::new()),
-            Err(e) => Err(refusal(e)),
-        })
-        .collect();
-    let requests: Vec<(usize, &Request)> = requests
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.as_ref().ok().map(|r| (i, r)))
-        .collect();
-    if let Some((_, first)) = requests.first()
-        && let Err(e) = refuse_replica(folder, &first.doc)
-    {
-        for (i, _) in &requests {
-            outcomes[*i] = Err(refusal(&e));
+/// Appends batches of requests, one group of streams at a time, each group made durable while
+/// the next is planned: its streams stay locked, and its outcomes unannounced, until its sync
+/// (a `syncfs` on a thread of its own) is done. A group takes over the streams it shares with
+/// the one still syncing; it writes only once that one is durable, and if that sync fails, the
+/// requests it planned on the lost lines fail with it.
+pub struct Batcher<T> {
+    cache: HeadCache,
+    in_flight: Option<Unsynced<T>>,
+}
+
+/// A written group waiting for its sync.
+struct Unsynced<T> {
+    tag: T,
+    outcomes: Vec<Outcome>,
+    failed: HashMap<usize, (ExitCode, String)>,
+    streams: BTreeMap<DocId, OpenStream>,
+    schema_locks: Vec<File>,
+    sync: Option<std::thread::JoinHandle<Result<()>>>,
+    /// Streams a later group took over before this one was durable: the length each had
+    /// before this group wrote to it, and this group's requests on it.
+    handed_over: Vec<(DocId, u64, Vec<usize>)>,
+    /// When the first of the groups that took over one another's streams, up to this one,
+    /// locked them.
+    chain_start: Instant,
+}
+
+/// How long groups may go on taking over one another's streams, locked all along: then a group
+/// waits for the one before it to be durable and released, so that other writers get their
+/// turn at streams a long batch keeps writing to. Each break costs a sync not overlapped.
+const CHAIN_FOR: Duration = Duration::from_secs(1);
+
+/// The streams whose latest lines a failed sync lost, each with the length to cut it back to.
+type Lost = Option<((ExitCode, String), Vec<(DocId, u64)>)>;
+
+impl<T> Batcher<T> {
+    /// A batcher that keeps at most `max_open_files` stream files open between groups.
+    pub fn new(max_open_files: usize) -> Batcher<T> {
+        Batcher {
+            cache: HeadCache::new(max_open_files),
+            in_flight: None,
         }
-        return outcomes;
     }
-    // Lock every stream first, in id order, then the schema streams of their types.
-    let mut streams: BTreeMap<DocId, Slot> = BTreeMap::new();
-    for (_, request) in &requests {
-        streams
-            .entry(request.doc.clone())
-            .or_insert_with(|| Err((ExitCode::Failure, String::new())));
+
+    /// Whether a group is written but not yet finished.
+    pub fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
     }
-    for (doc, slot) in streams.iter_mut() {
-        *slot = open_stream(folder, doc, cache).map_err(|e| refusal(&e));
-    }
-    let mut histories: BTreeMap<String, Result<Option<History>, (ExitCode, String)>> =
-        BTreeMap::new();
-    let mut schema_locks: Vec<File> = Vec::new();
-    for doc in streams.keys() {
-        if histories.contains_key(doc.kind()) {
-            continue;
+
+    /// Plans every valid request of `requests` in order and writes them, leaving them to be
+    /// made durable; returns the group submitted before this one, finished: its tag and one
+    /// outcome per request.
+    pub fn submit(
+        &mut self,
+        folder: &Folder,
+        requests: &[&Result<Request>],
+        tag: T,
+    ) -> Option<(T, Vec<Outcome>)> {
+        let mut outcomes: Vec<Outcome> = requests
+            .iter()
+            .map(|r| match r {
+                Ok(_) => Ok(String::new()),
+                Err(e) => Err(refusal(e)),
+            })
+            .collect();
+        let requests: Vec<(usize, &Request)> = requests
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().ok().map(|r| (i, r)))
+            .collect();
+        if let Some((_, first)) = requests.first()
+            && let Err(e) = refuse_replica(folder, &first.doc)
+        {
+            for (i, _) in &requests {
+                outcomes[*i] = Err(refusal(&e));
+            }
+            let done = self.finish(folder);
+            self.in_flight = Some(Unsynced::done(tag, outcomes));
+            return done;
         }
-        let context = schema_context(folder, doc).map(|(history, lock)| {
-            schema_locks.extend(lock);
-            history
+        let mut done = None;
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|prev| prev.chain_start.elapsed() >= CHAIN_FOR)
+        {
+            done = self.finish(folder);
+        }
+        let chain_start = self
+            .in_flight
+            .as_ref()
+            .map_or_else(Instant::now, |prev| prev.chain_start);
+        // Lock every stream first, in id order, then the schema streams of their types.
+        let mut streams: BTreeMap<DocId, Slot> = BTreeMap::new();
+        for (_, request) in &requests {
+            streams
+                .entry(request.doc.clone())
+                .or_insert_with(|| Err((ExitCode::Failure, String::new())));
+        }
+        for (doc, slot) in streams.iter_mut() {
+            let taken = self.in_flight.as_mut().and_then(|prev| prev.hand_over(doc));
+            *slot = match taken {
+                Some(stream) => Ok(stream),
+                None => open_stream(folder, doc, &mut self.cache).map_err(|e| refusal(&e)),
+            };
+        }
+        let mut histories: BTreeMap<String, Result<Option<History>, (ExitCode, String)>> =
+            BTreeMap::new();
+        let mut schema_locks: Vec<File> = Vec::new();
+        for doc in streams.keys() {
+            if histories.contains_key(doc.kind()) {
+                continue;
+            }
+            let context = schema_context(folder, doc).map(|(history, lock)| {
+                schema_locks.extend(lock);
+                history
+            });
+            histories.insert(doc.kind().to_string(), context.map_err(|e| refusal(&e)));
+        }
+        plan_streams(folder, &mut streams, &requests, &histories, &mut outcomes);
+        // The group before must be durable before this one writes after its lines.
+        let finished = self.in_flight.take().map(|prev| {
+            let (tag, outcomes_before, lost) = prev.finish(folder, &mut self.cache);
+            if let Some((error, lost)) = lost {
+                for (doc, len) in lost {
+                    let Some(Ok(stream)) = streams.get_mut(&doc) else {
+                        continue;
+                    };
+                    let _ = stream.stream.file.set_len(len);
+                    for i in stream.requests.drain(..) {
+                        outcomes[i] = Err(error.clone());
+                    }
+                    stream.pending.clear();
+                    stream.lost = true;
+                }
+            }
+            (tag, outcomes_before)
         });
-        histories.insert(doc.kind().to_string(), context.map_err(|e| refusal(&e)));
+        let done = done.or(finished);
+        let (failed, sync) = write_streams(folder, &mut streams);
+        self.in_flight = Some(Unsynced {
+            tag,
+            outcomes,
+            failed,
+            streams: streams
+                .into_iter()
+                .filter_map(|(doc, slot)| Some((doc, slot.ok()?)))
+                .collect(),
+            schema_locks,
+            sync,
+            handed_over: Vec::new(),
+            chain_start,
+        });
+        done
     }
-    // Each stream's requests, in input order; the streams are independent of one another, so
-    // many of them are planned (and written) on all cores.
+
+    /// Waits for the group in flight to be durable; its tag and outcomes.
+    pub fn finish(&mut self, folder: &Folder) -> Option<(T, Vec<Outcome>)> {
+        let prev = self.in_flight.take()?;
+        let (tag, outcomes, _) = prev.finish(folder, &mut self.cache);
+        Some((tag, outcomes))
+    }
+}
+
+/// Plans each stream's requests in input order, many streams on all cores (they are
+/// independent of one another), and fills in the outcome of every request planned or refused.
+fn plan_streams(
+    folder: &Folder,
+    streams: &mut BTreeMap<DocId, Slot>,
+    requests: &[(usize, &Request)],
+    histories: &BTreeMap<String, Result<Option<History>, (ExitCode, String)>>,
+    outcomes: &mut [Outcome],
+) {
     let mut queued: BTreeMap<&DocId, Vec<(usize, &Request)>> = BTreeMap::new();
-    for &(i, request) in &requests {
+    for &(i, request) in requests {
         queued.entry(&request.doc).or_default().push((i, request));
     }
     let parallel = streams.len() >= PARALLEL_FROM;
@@ -210,13 +335,25 @@ pub fn append_batch(
     for (i, outcome) in planned.into_iter().flatten() {
         outcomes[i] = outcome;
     }
-    let mut failed: HashMap<usize, (ExitCode, String)> = HashMap::new();
-    // Many streams are made durable by one syncfs rather than an fsync each (and three for each
-    // new stream's directories); the sync is opened before the writes it must cover.
+}
+
+/// Writes each stream's planned lines (in parallel for many streams) and returns the requests
+/// whose write failed, and the sync that will make the rest durable: none when each stream
+/// was fsynced as it was written, a `syncfs` on a thread of its own for many streams (one
+/// sync rather than an fsync each, and three more for each new stream's directories).
+#[allow(clippy::type_complexity)]
+fn write_streams(
+    folder: &Folder,
+    streams: &mut BTreeMap<DocId, Slot>,
+) -> (
+    HashMap<usize, (ExitCode, String)>,
+    Option<std::thread::JoinHandle<Result<()>>>,
+) {
     let touched = streams
         .values()
         .filter(|s| s.as_ref().is_ok_and(|s| !s.pending.is_empty()))
         .count();
+    // The sync is opened before the writes it must cover.
     let sync = if touched >= SYNCFS_FROM {
         FilesystemSync::begin(folder.root()).ok()
     } else {
@@ -232,6 +369,8 @@ pub fn append_batch(
         if stream.pending.is_empty() {
             if stream.stream.created_file {
                 fsio::remove_new_stream(&stream.stream, &stream.path);
+                // Unlinked: nothing to remember or hand over.
+                stream.lost = true;
             }
             return Vec::new();
         }
@@ -251,11 +390,12 @@ pub fn append_batch(
                 if stream.stream.created_file {
                     fsio::remove_new_stream(&stream.stream, &stream.path);
                 }
+                stream.lost = true;
                 stream.requests.iter().map(|&i| (i, refusal(&e))).collect()
             }
         }
     };
-    let failures: Vec<Vec<(usize, (ExitCode, String))>> = if parallel {
+    let failures: Vec<Vec<(usize, (ExitCode, String))>> = if streams.len() >= PARALLEL_FROM {
         streams
             .par_iter_mut()
             .map(|(_, slot)| write_stream(slot))
@@ -263,37 +403,114 @@ pub fn append_batch(
     } else {
         streams.values_mut().map(write_stream).collect()
     };
-    failed.extend(failures.into_iter().flatten());
-    let synced = sync.map_or(Ok(()), FilesystemSync::finish);
-    for (doc, stream) in streams {
-        let Ok(mut stream) = stream else { continue };
-        if stream.pending.is_empty() && !stream.stream.created_file {
-            // Every request refused: the stream is as it was, and still worth remembering.
-            let len = stream.tail.complete_len + stream.tail.partial_len;
-            cache.remember(doc, stream.head, stream.stream, &stream.path, len);
-        } else if stream.written {
-            match &synced {
-                Ok(()) => {
-                    let end = stream.tail.complete_len + stream.pending.len() as u64;
-                    stream.head.store_snapshot(folder, &doc, end);
-                    cache.remember(doc, stream.head, stream.stream, &stream.path, end);
-                }
-                Err(e) => {
-                    // Not acknowledged: take the lines back; the error stands either way.
-                    let _ = stream.stream.file.set_len(stream.tail.complete_len);
-                    for i in &stream.requests {
-                        failed.insert(*i, refusal(e));
+    let sync = sync.map(|sync| std::thread::spawn(move || sync.finish()));
+    (failures.into_iter().flatten().collect(), sync)
+}
+
+impl<T> Unsynced<T> {
+    /// A group with nothing to make durable.
+    fn done(tag: T, outcomes: Vec<Outcome>) -> Unsynced<T> {
+        Unsynced {
+            tag,
+            outcomes,
+            failed: HashMap::new(),
+            streams: BTreeMap::new(),
+            schema_locks: Vec::new(),
+            sync: None,
+            handed_over: Vec::new(),
+            chain_start: Instant::now(),
+        }
+    }
+
+    /// Hands `doc`'s stream, still locked, to the next group, which appends after this
+    /// group's lines. `None` when this group does not hold it (or lost it), and the next group
+    /// opens it itself.
+    fn hand_over(&mut self, doc: &DocId) -> Option<OpenStream> {
+        let stream = self.streams.remove(doc)?;
+        if stream.lost {
+            return None;
+        }
+        let mut next = OpenStream {
+            path: stream.path,
+            stream: LockedStream {
+                file: stream.stream.file,
+                created_file: false,
+                created_dirs: Vec::new(),
+            },
+            tail: stream.tail,
+            head: stream.head,
+            pending: stream.pending,
+            requests: Vec::new(),
+            written: false,
+            lost: false,
+        };
+        if stream.written {
+            self.handed_over
+                .push((doc.clone(), stream.tail.complete_len, stream.requests));
+            next.tail = Position {
+                complete_len: stream.tail.complete_len + next.pending.len() as u64,
+                partial_len: 0,
+                empty: false,
+            };
+        }
+        next.pending.clear();
+        Some(next)
+    }
+
+    /// Waits for the sync, then releases (and remembers) every stream this group still holds,
+    /// or, if the sync failed, cuts its lines back off. Returns the tag, one outcome per
+    /// request, and what a failed sync lost of the streams handed over.
+    fn finish(mut self, folder: &Folder, cache: &mut HeadCache) -> (T, Vec<Outcome>, Lost) {
+        let synced = match self.sync.take() {
+            Some(sync) => sync.join().expect("the sync thread does not panic"),
+            None => Ok(()),
+        };
+        for (doc, mut stream) in std::mem::take(&mut self.streams) {
+            if stream.lost {
+                cache.recycle(stream.pending);
+                continue;
+            }
+            if stream.pending.is_empty() {
+                // Every request refused: the stream is as it was, and still worth remembering.
+                let len = stream.tail.complete_len + stream.tail.partial_len;
+                cache.remember(doc, stream.head, stream.stream, &stream.path, len);
+            } else if stream.written {
+                match &synced {
+                    Ok(()) => {
+                        let end = stream.tail.complete_len + stream.pending.len() as u64;
+                        stream.head.store_snapshot(folder, &doc, end);
+                        cache.remember(doc, stream.head, stream.stream, &stream.path, end);
+                    }
+                    Err(e) => {
+                        // Not acknowledged: take the lines back; the error stands either way.
+                        let _ = stream.stream.file.set_len(stream.tail.complete_len);
+                        for i in &stream.requests {
+                            self.failed.insert(*i, refusal(e));
+                        }
                     }
                 }
             }
+            cache.recycle(stream.pending);
         }
-        cache.recycle(stream.pending);
+        let lost = match &synced {
+            Ok(()) => None,
+            Err(e) => {
+                let mut lost = Vec::new();
+                for (doc, len, requests) in std::mem::take(&mut self.handed_over) {
+                    for i in requests {
+                        self.failed.insert(i, refusal(e));
+                    }
+                    lost.push((doc, len));
+                }
+                Some((refusal(e), lost))
+            }
+        };
+        drop(std::mem::take(&mut self.schema_locks));
+        for (i, e) in self.failed.drain() {
+            self.outcomes[i] = Err(e);
+        }
+        (self.tag, self.outcomes, lost)
     }
-    drop(schema_locks);
-    for (i, e) in failed {
-        outcomes[i] = Err(e);
-    }
-    outcomes
 }
 
 fn open_stream(folder: &Folder, doc: &DocId, cache: &mut HeadCache) -> Result<OpenStream> {
@@ -320,6 +537,7 @@ fn open_stream(folder: &Folder, doc: &DocId, cache: &mut HeadCache) -> Result<Op
                     pending,
                     requests: Vec::new(),
                     written: false,
+                    lost: false,
                 });
             }
             Some(head)
@@ -349,5 +567,6 @@ fn open_stream(folder: &Folder, doc: &DocId, cache: &mut HeadCache) -> Result<Op
         pending,
         requests: Vec::new(),
         written: false,
+        lost: false,
     })
 }

@@ -1,13 +1,13 @@
 //! `append --batch`: requests from stdin, committed in groups of whatever input is available.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde_json::Value;
 
 use super::output::Output;
 use super::stdin_lines::StdinLines;
 use crate::append::{Action, Expect, Request};
-use crate::batch::{HeadCache, Outcome, append_batch};
+use crate::batch::{Batcher, Outcome};
 use crate::exit_code::ExitCode;
 use crate::{DocId, Error, Folder, Result, json, patch, state};
 
@@ -39,9 +39,10 @@ fn open_file_budget() -> (usize, usize) {
             }
         }
     }
+    // A group's streams, those of the group still syncing, and those kept open between groups.
     let available = (limit.rlim_cur as usize).saturating_sub(64);
-    let per_group = (available / 2).clamp(1, GROUP_STREAMS);
-    (per_group, available.saturating_sub(per_group))
+    let per_group = (available / 3).clamp(1, GROUP_STREAMS);
+    (per_group, available.saturating_sub(2 * per_group))
 }
 
 pub fn run(folder: &Folder) -> Result<ExitCode> {
@@ -53,38 +54,83 @@ pub fn run(folder: &Folder) -> Result<ExitCode> {
     let mut out = Output::new();
     let mut first_refusal = None;
     let (streams_per_group, kept_open) = open_file_budget();
-    let mut cache = HeadCache::new(kept_open);
-    let mut line_no: u64 = 0;
+    let mut batcher: Batcher<(u64, Vec<usize>)> = Batcher::new(kept_open);
+    let mut rounds = Rounds::default();
     // Reused from round to round: a round's requests can take tens of megabytes.
     let mut requests = Vec::new();
-    while input.next_group(GROUP_LINES, &mut requests) {
-        line_no += requests.len() as u64;
-        let mut outcomes: Vec<Option<Outcome>> = (0..requests.len()).map(|_| None).collect();
-        for group in split_by_streams(&requests, streams_per_group) {
+    loop {
+        // A group still syncing overlaps with the next round only if that round is already
+        // there: before waiting for input, what was written is made durable and answered.
+        let ready = batcher.in_flight() && input.try_next_group(GROUP_LINES, &mut requests);
+        if !ready {
+            if let Some(done) = batcher.finish(folder) {
+                rounds.deliver(done, &mut out, &mut first_refusal)?;
+            }
+            if !input.next_group(GROUP_LINES, &mut requests) {
+                break;
+            }
+        }
+        let groups = split_by_streams(&requests, streams_per_group);
+        let round = rounds.start(requests.len(), groups.len());
+        for group in groups {
             let group_requests: Vec<&Result<Request>> =
                 group.iter().map(|&i| &requests[i]).collect();
-            for (i, outcome) in
-                group
-                    .into_iter()
-                    .zip(append_batch(folder, &group_requests, &mut cache))
-            {
-                outcomes[i] = Some(outcome);
+            if let Some(done) = batcher.submit(folder, &group_requests, (round, group)) {
+                rounds.deliver(done, &mut out, &mut first_refusal)?;
             }
         }
         requests.clear();
-        // Results go out in input order, once every group of this round is durable.
-        let first = line_no + 1 - outcomes.len() as u64;
-        for (n, outcome) in (first..).zip(outcomes) {
-            print(
-                &mut out,
-                n,
-                outcome.expect("every request has an outcome"),
-                &mut first_refusal,
-            )?;
-        }
-        out.flush()?;
     }
     Ok(first_refusal.unwrap_or(ExitCode::Success))
+}
+
+/// The rounds of input whose results are not all printed yet: results go out in input order,
+/// a round's once every group of it is durable.
+#[derive(Default)]
+struct Rounds {
+    /// Each round's results so far and how many of its groups are still to come, oldest first.
+    waiting: VecDeque<(Vec<Option<Outcome>>, usize)>,
+    /// The number of the oldest waiting round, and of the input line it starts at.
+    first_round: u64,
+    first_line: u64,
+}
+
+impl Rounds {
+    /// A round of `requests` split into `groups` groups; its number.
+    fn start(&mut self, requests: usize, groups: usize) -> u64 {
+        self.waiting
+            .push_back(((0..requests).map(|_| None).collect(), groups));
+        self.first_round + self.waiting.len() as u64 - 1
+    }
+
+    /// Takes a finished group's outcomes, and prints every round now complete.
+    fn deliver(
+        &mut self,
+        ((round, indexes), outcomes): ((u64, Vec<usize>), Vec<Outcome>),
+        out: &mut Output,
+        first_refusal: &mut Option<ExitCode>,
+    ) -> Result<()> {
+        let (results, groups_left) = &mut self.waiting[(round - self.first_round) as usize];
+        for (i, outcome) in indexes.into_iter().zip(outcomes) {
+            results[i] = Some(outcome);
+        }
+        *groups_left -= 1;
+        while self.waiting.front().is_some_and(|(_, left)| *left == 0) {
+            let (results, _) = self.waiting.pop_front().expect("checked above");
+            for (n, outcome) in (self.first_line + 1..).zip(results) {
+                print(
+                    out,
+                    n,
+                    outcome.expect("every request has an outcome"),
+                    first_refusal,
+                )?;
+                self.first_line = n;
+            }
+            self.first_round += 1;
+            out.flush()?;
+        }
+        Ok(())
+    }
 }
 
 /// Splits requests into groups touching at most `streams_per_group` streams each, every stream's

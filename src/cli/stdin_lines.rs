@@ -57,6 +57,19 @@ impl<T: Send + 'static> StdinLines<T> {
         StdinLines { receiver }
     }
 
+    /// [`next_group`](Self::next_group) without the wait: false when no line is there yet (or
+    /// stdin has ended).
+    pub fn try_next_group(&self, most: usize, group: &mut Vec<T>) -> bool {
+        let start = group.len();
+        while group.len() - start < most {
+            match self.receiver.try_recv() {
+                Ok(line) => group.push(line),
+                Err(_) => break,
+            }
+        }
+        group.len() > start
+    }
+
     /// Appends the next group to `group`: waits for one line, then takes what is already
     /// there, up to `most`. False at the end of stdin.
     pub fn next_group(&self, most: usize, group: &mut Vec<T>) -> bool {

@@ -276,3 +276,62 @@ fn processes_creating_different_documents_of_a_new_type_all_succeed() {
     }
     f.ok(&["verify"]);
 }
+
+#[test]
+fn single_appends_racing_a_long_batch_over_the_same_documents_all_land_in_one_chain() {
+    let f = TestFolder::new();
+    // 40 documents, so that groups are written in parallel and synced with one syncfs, and
+    // enough requests for many groups, each taking over the streams of the one still syncing.
+    let docs = 40;
+    let mut input = String::new();
+    for d in 0..docs {
+        input.push_str(&format!("{{\"doc\":\"race:{d}\",\"data\":{{\"n\":0}}}}\n"));
+    }
+    for n in 1..=500 {
+        for d in 0..docs {
+            input.push_str(&format!("{{\"doc\":\"race:{d}\",\"set\":{{\"n\":{n}}}}}\n"));
+        }
+    }
+    let folder = f.path().to_path_buf();
+    let batch = thread::spawn(move || {
+        let out = eventdir()
+            .arg("-C")
+            .arg(&folder)
+            .args(["append", "--batch"])
+            .write_stdin(input)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    });
+    // Meanwhile, single appends to the same documents (once each has been created).
+    let mut appended = 0;
+    while appended < 60 {
+        let doc = format!("race:{}", appended % docs);
+        let out = run(f.path(), &args(&["append", &doc, "--set", "other=1"]));
+        match out.status.code() {
+            Some(0) => appended += 1,
+            // Not created by the batch yet.
+            Some(5) => thread::sleep(std::time::Duration::from_millis(5)),
+            other => panic!("append exited {other:?}: {out:?}"),
+        }
+    }
+    let results = batch.join().unwrap();
+    let results: Vec<Value> = results
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(results.len(), docs * 501);
+    assert!(results.iter().all(|r| r.get("error").is_none()));
+    let mut events = 0;
+    for d in 0..docs {
+        let state = f.json(&["get", &format!("race:{d}")]);
+        assert_eq!(
+            state["state"]["n"], 500,
+            "the batch's last set wins: {state}"
+        );
+        events += state["seq"].as_u64().unwrap() + 1;
+    }
+    assert_eq!(events, (docs * 501 + 60) as u64, "no event lost");
+    assert_eq!(f.json(&["verify", "--json"])["ok"], true);
+}
