@@ -26,6 +26,11 @@ use crate::{DocId, Error, Result, json, patch, state};
 /// event), or {"error": {"code": N, "message": "..."}, "line": N} for a refused request, which
 /// writes nothing while the other requests still apply. Exits with the code of the first
 /// refused request, or 0.
+///
+/// The documents a group writes stay locked until it is durable; a long batch releases them
+/// about once a second, so another writer waits about that long at most. Should making a group
+/// durable fail (an I/O error), its requests fail with that error and their lines are cut
+/// back off, as are those of the requests after them on the same documents.
 #[derive(clap::Args, Debug)]
 #[command(after_help = concat!("Examples:
   eventdir append order:42 --data '{\"status\":\"open\",\"qty\":1}'
