@@ -17,7 +17,7 @@ use crate::append::{
     Durability, Head, Position, Request, commit, plan, refuse_replica, schema_context,
 };
 use crate::exit_code::ExitCode;
-use crate::io::{FilesystemSync, LockedStream};
+use crate::io::{FilesystemSync, LockedStream, Relocked, Wait};
 use crate::schema::History;
 use crate::stream::read_tail;
 use crate::{DocId, Error, Folder, Result, io as fsio};
@@ -104,6 +104,18 @@ impl HeadCache {
             .flatten();
         self.open_files += usize::from(file.is_some());
         self.heads.insert(doc, Remembered { head, file, len });
+    }
+
+    /// Takes back a stream opened but not used: unchanged, so remembered as it was (or, a file
+    /// just created for it, removed again).
+    fn give_back(&mut self, doc: DocId, stream: OpenStream) {
+        if stream.stream.created_file {
+            fsio::remove_new_stream(&stream.stream, &stream.path);
+        } else if stream.tail.partial_len == 0 {
+            let len = stream.tail.complete_len;
+            self.remember(doc, stream.head, stream.stream, &stream.path, len);
+        }
+        self.recycle(stream.pending);
     }
 
     fn recycle(&mut self, mut buffer: String) {
@@ -208,24 +220,62 @@ impl<T> Batcher<T> {
         {
             done = self.finish(folder);
         }
+        // Lock every stream first, in id order, then the schema streams of their types.
+        let streams: BTreeMap<DocId, ()> = requests
+            .iter()
+            .map(|(_, request)| (request.doc.clone(), ()))
+            .collect();
+        // While the group before holds its locks, this one must not wait for another writer's:
+        // that writer could be waiting for one of ours. So the streams it does not take over
+        // are only tried; if one is held, what was tried goes back, the group before is
+        // finished (its locks released), and this group opens its streams waiting, in order.
+        let mut slots: BTreeMap<DocId, Option<Slot>> =
+            streams.into_keys().map(|doc| (doc, None)).collect();
+        if let Some(prev) = &self.in_flight {
+            let mut busy = false;
+            for (doc, slot) in slots.iter_mut() {
+                if prev.holds(doc) {
+                    continue;
+                }
+                match open_stream(folder, doc, &mut self.cache, Wait::No) {
+                    Ok(Some(stream)) => *slot = Some(Ok(stream)),
+                    Ok(None) => {
+                        busy = true;
+                        break;
+                    }
+                    Err(e) => *slot = Some(Err(refusal(&e))),
+                }
+            }
+            if busy {
+                for (doc, slot) in slots.iter_mut() {
+                    if let Some(Ok(stream)) = slot.take() {
+                        self.cache.give_back(doc.clone(), stream);
+                    }
+                }
+                done = self.finish(folder);
+            }
+        }
+        for (doc, slot) in slots.iter_mut() {
+            if slot.is_some() {
+                continue;
+            }
+            let taken = self.in_flight.as_mut().and_then(|prev| prev.hand_over(doc));
+            *slot = Some(match taken {
+                Some(stream) => Ok(stream),
+                None => match open_stream(folder, doc, &mut self.cache, Wait::Yes) {
+                    Ok(stream) => Ok(stream.expect("a lock waited for is taken")),
+                    Err(e) => Err(refusal(&e)),
+                },
+            });
+        }
         let chain_start = self
             .in_flight
             .as_ref()
             .map_or_else(Instant::now, |prev| prev.chain_start);
-        // Lock every stream first, in id order, then the schema streams of their types.
-        let mut streams: BTreeMap<DocId, Slot> = BTreeMap::new();
-        for (_, request) in &requests {
-            streams
-                .entry(request.doc.clone())
-                .or_insert_with(|| Err((ExitCode::Failure, String::new())));
-        }
-        for (doc, slot) in streams.iter_mut() {
-            let taken = self.in_flight.as_mut().and_then(|prev| prev.hand_over(doc));
-            *slot = match taken {
-                Some(stream) => Ok(stream),
-                None => open_stream(folder, doc, &mut self.cache).map_err(|e| refusal(&e)),
-            };
-        }
+        let mut streams: BTreeMap<DocId, Slot> = slots
+            .into_iter()
+            .map(|(doc, slot)| (doc, slot.expect("every stream opened or refused")))
+            .collect();
         let mut histories: BTreeMap<String, Result<Option<History>, (ExitCode, String)>> =
             BTreeMap::new();
         let mut schema_locks: Vec<File> = Vec::new();
@@ -422,6 +472,11 @@ impl<T> Unsynced<T> {
         }
     }
 
+    /// Whether this group holds `doc`'s stream, to hand over.
+    fn holds(&self, doc: &DocId) -> bool {
+        self.streams.get(doc).is_some_and(|s| !s.lost)
+    }
+
     /// Hands `doc`'s stream, still locked, to the next group, which appends after this
     /// group's lines. `None` when this group does not hold it (or lost it), and the next group
     /// opens it itself.
@@ -471,9 +526,12 @@ impl<T> Unsynced<T> {
                 continue;
             }
             if stream.pending.is_empty() {
-                // Every request refused: the stream is as it was, and still worth remembering.
-                let len = stream.tail.complete_len + stream.tail.partial_len;
-                cache.remember(doc, stream.head, stream.stream, &stream.path, len);
+                // Every request refused: the stream is as it was, and still worth remembering
+                // (unless it ends in a torn tail, which only a stream read afresh shows).
+                if stream.tail.partial_len == 0 {
+                    let len = stream.tail.complete_len;
+                    cache.remember(doc, stream.head, stream.stream, &stream.path, len);
+                }
             } else if stream.written {
                 match &synced {
                     Ok(()) => {
@@ -513,9 +571,15 @@ impl<T> Unsynced<T> {
     }
 }
 
-fn open_stream(folder: &Folder, doc: &DocId, cache: &mut HeadCache) -> Result<OpenStream> {
+/// Opens and locks `doc`'s stream, from the cache when it holds the file unchanged. `None`
+/// when `wait` is [`Wait::No`] and another writer holds the lock (the cache keeps what it had).
+fn open_stream(
+    folder: &Folder,
+    doc: &DocId,
+    cache: &mut HeadCache,
+    wait: Wait,
+) -> Result<Option<OpenStream>> {
     let path = folder.stream_path(doc);
-    let pending = cache.buffer();
     let remembered = cache.heads.remove(doc);
     let known = match remembered {
         Some(Remembered {
@@ -524,28 +588,50 @@ fn open_stream(folder: &Folder, doc: &DocId, cache: &mut HeadCache) -> Result<Op
             len,
         }) => {
             cache.open_files -= 1;
-            if let Some(stream) = fsio::relock(file, &path, len)? {
-                return Ok(OpenStream {
-                    path,
-                    stream,
-                    tail: Position {
-                        complete_len: len,
-                        partial_len: 0,
-                        empty: false,
-                    },
-                    head,
-                    pending,
-                    requests: Vec::new(),
-                    written: false,
-                    lost: false,
-                });
+            match fsio::relock(file, &path, len, wait)? {
+                Relocked::Locked(stream) => {
+                    return Ok(Some(OpenStream {
+                        path,
+                        stream,
+                        tail: Position {
+                            complete_len: len,
+                            partial_len: 0,
+                            empty: false,
+                        },
+                        head,
+                        pending: cache.buffer(),
+                        requests: Vec::new(),
+                        written: false,
+                        lost: false,
+                    }));
+                }
+                Relocked::Busy(file) => {
+                    cache.open_files += 1;
+                    let file = Some(file);
+                    cache
+                        .heads
+                        .insert(doc.clone(), Remembered { head, file, len });
+                    return Ok(None);
+                }
+                Relocked::Changed => Some(head),
             }
-            Some(head)
         }
         Some(remembered) => Some(remembered.head),
         None => None,
     };
-    let stream = fsio::open_locked(&folder.streams_dir(), &path)?;
+    let Some(stream) = fsio::try_open_locked(&folder.streams_dir(), &path, wait)? else {
+        if let Some(head) = known {
+            cache.heads.insert(
+                doc.clone(),
+                Remembered {
+                    head,
+                    file: None,
+                    len: 0,
+                },
+            );
+        }
+        return Ok(None);
+    };
     let tail = match read_tail(&stream.file, &path, doc, folder.max_event_bytes()) {
         Ok(tail) => tail,
         Err(e) => {
@@ -559,14 +645,14 @@ fn open_stream(folder: &Folder, doc: &DocId, cache: &mut HeadCache) -> Result<Op
         Some(head) if head.continues(&tail) => head,
         _ => Head::from_tail(&tail),
     };
-    Ok(OpenStream {
+    Ok(Some(OpenStream {
         path,
         stream,
         tail: Position::of(&tail),
         head,
-        pending,
+        pending: cache.buffer(),
         requests: Vec::new(),
         written: false,
         lost: false,
-    })
+    }))
 }

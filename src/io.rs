@@ -39,6 +39,20 @@ pub struct LockedStream {
 /// file is checked to still have a name: a writer whose new stream failed unlinks it under the
 /// lock, and whoever waited on that lock opens the path again.
 pub fn open_locked(root: &Path, path: &Path) -> Result<LockedStream> {
+    Ok(try_open_locked(root, path, Wait::Yes)?.expect("a lock waited for is taken"))
+}
+
+/// Whether taking a lock waits for whoever holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    Yes,
+    /// No: give up at once, taking nothing.
+    No,
+}
+
+/// [`open_locked`], or `None` when `wait` is [`Wait::No`] and another writer holds the lock
+/// (the file, if this call created it, stays: empty, and that writer's now).
+pub fn try_open_locked(root: &Path, path: &Path, wait: Wait) -> Result<Option<LockedStream>> {
     loop {
         let mut options = OpenOptions::new();
         options
@@ -66,31 +80,57 @@ pub fn open_locked(root: &Path, path: &Path) -> Result<LockedStream> {
                 }
             }
         };
-        lock_exclusive(&file, path)?;
+        if !lock_exclusive_if(&file, path, wait)? {
+            return Ok(None);
+        }
         if still_linked(&file, path)? {
-            return Ok(LockedStream {
+            return Ok(Some(LockedStream {
                 file,
                 created_file,
                 created_dirs,
-            });
+            }));
         }
     }
+}
+
+/// Takes `file`'s exclusive lock; false, taking nothing, when `wait` is [`Wait::No`] and the
+/// lock is held.
+fn lock_exclusive_if(file: &File, path: &Path, wait: Wait) -> Result<bool> {
+    match wait {
+        Wait::Yes => lock_exclusive(file, path).map(|()| true),
+        Wait::No => match file.try_lock() {
+            Ok(()) => Ok(true),
+            Err(fs::TryLockError::WouldBlock) => Ok(false),
+            Err(fs::TryLockError::Error(e)) => Err(Error::io("lock", path)(e)),
+        },
+    }
+}
+
+/// What [`relock`] found.
+pub enum Relocked {
+    /// The file, locked and unchanged.
+    Locked(LockedStream),
+    /// The file changed (and is closed): open the path again and read its tail.
+    Changed,
+    /// Another writer holds the lock (only without waiting): the file, still unlocked.
+    Busy(File),
 }
 
 /// Takes the lock of a stream file kept open since this process last wrote it, and returns it
 /// as locked only if the file is unchanged since: still named (not unlinked or renamed over)
 /// and still `len` bytes long. Every eventdir writer only ever appends complete lines after the
 /// length it finds, and truncates only back to that length, so an unchanged length means
-/// nobody appended meanwhile. `None` (the file closed) when anything changed: open the path
-/// again and read its tail.
-pub fn relock(file: File, path: &Path, len: u64) -> Result<Option<LockedStream>> {
+/// nobody appended meanwhile.
+pub fn relock(file: File, path: &Path, len: u64, wait: Wait) -> Result<Relocked> {
     use std::os::unix::fs::MetadataExt;
-    lock_exclusive(&file, path)?;
+    if !lock_exclusive_if(&file, path, wait)? {
+        return Ok(Relocked::Busy(file));
+    }
     let now = file.metadata().map_err(Error::io("inspect", path))?;
     if now.nlink() == 0 || now.len() != len {
-        return Ok(None);
+        return Ok(Relocked::Changed);
     }
-    Ok(Some(LockedStream {
+    Ok(Relocked::Locked(LockedStream {
         file,
         created_file: false,
         created_dirs: Vec::new(),

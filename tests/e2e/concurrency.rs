@@ -335,3 +335,74 @@ fn single_appends_racing_a_long_batch_over_the_same_documents_all_land_in_one_ch
     assert_eq!(events, (docs * 501 + 60) as u64, "no event lost");
     assert_eq!(f.json(&["verify", "--json"])["ok"], true);
 }
+
+#[test]
+fn two_batches_writing_the_same_documents_in_opposite_orders_both_finish() {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let f = TestFolder::new();
+    let docs = 120;
+    for d in 0..docs {
+        append(&f, &[&format!("cross:{d}"), "--data", r#"{"n":0}"#]);
+    }
+    // Two writers, each cycling over every document (one in id order, one in reverse) in
+    // small groups: few open files allowed, so a round is split into many groups of streams,
+    // each group started while the one before still holds its locks.
+    let spawn = |reverse: bool| {
+        let mut cmd = Command::new(binary());
+        cmd.env_remove("EVENTDIR_FOLDER")
+            .arg("-C")
+            .arg(f.path())
+            .args(["append", "--batch"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null());
+        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                let rlimit = libc::rlimit {
+                    rlim_cur: 160,
+                    rlim_max: 160,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut input = String::new();
+        for n in 1..=60 {
+            for d in 0..docs {
+                let d = if reverse { docs - 1 - d } else { d };
+                input.push_str(&format!(
+                    "{{\"doc\":\"cross:{d}\",\"set\":{{\"n\":{n}}}}}\n"
+                ));
+            }
+        }
+        let mut stdin = child.stdin.take().unwrap();
+        thread::spawn(move || stdin.write_all(input.as_bytes()).unwrap());
+        child
+    };
+    let mut children = [spawn(false), spawn(true)];
+    let started = std::time::Instant::now();
+    for child in &mut children {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "{status:?}");
+                break;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(120) {
+                for child in &mut children {
+                    let _ = child.kill();
+                }
+                panic!("the two batches are waiting for each other");
+            }
+            thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    for d in 0..docs {
+        let state = f.json(&["get", &format!("cross:{d}")]);
+        assert_eq!(state["seq"], 120, "{state}");
+    }
+    assert_eq!(f.json(&["verify", "--json"])["ok"], true);
+}
