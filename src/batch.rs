@@ -1,10 +1,15 @@
-//! Batch appends: many requests, each stream written with one write and one fsync per commit.
+//! Batch appends: many requests, each stream written with one write per group and the group
+//! made durable with one sync.
 //!
-//! The streams a batch touches are locked in id order (so that two batches never wait on each
-//! other in a cycle), every request is planned in input order against the state the earlier
-//! requests of the batch leave, then each stream's lines are written and fsynced. A refused
+//! A group's streams are locked in id order (so that two batches never wait on each other in a
+//! cycle), every request is planned in input order against the state the earlier requests of
+//! the batch leave, then each stream's lines are written and the group synced. A refused
 //! request writes nothing and does not stop the others; a stream whose write fails fails all of
-//! its requests in the batch, which were never acknowledged.
+//! its requests in the group, which were never acknowledged.
+//!
+//! Groups overlap: while one syncs, the next is planned. The next takes over the streams both
+//! write, still locked, and only tries the locks of its others (waiting for one while holding
+//! the group before's would break the lock order); it writes once the group before is durable.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
