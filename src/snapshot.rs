@@ -11,6 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::event::{Hash, decode_hex};
+use crate::index::{Index, Target};
 use crate::read_ahead::FoldReader;
 use crate::state::DocState;
 use crate::stream::{Position, StreamReader, stored_hash_before};
@@ -66,6 +67,32 @@ pub fn fold_file(
         }
     }
     fold_from(folder, doc, file, path, None, Position::start())
+}
+
+/// Where to start reading `doc`'s stream `file` so that the event `seq` is still ahead: just
+/// after the latest snapshot or index checkpoint before it, each checked against the stream's
+/// bytes as when folding from it, or the start of the stream.
+pub fn position_before(
+    folder: &Folder,
+    doc: &DocId,
+    file: &File,
+    path: &std::path::Path,
+    seq: u64,
+) -> Position {
+    let Some(last_before) = seq.checked_sub(1) else {
+        return Position::start();
+    };
+    let snapshot = load(folder, doc, file, path)
+        .map(|(_, position)| position)
+        .filter(|p| p.next_seq <= seq);
+    let checkpoint = Index::load(folder, doc)
+        .resume(&Target::Seq(last_before), file, path)
+        .map(|(_, position)| position);
+    snapshot
+        .into_iter()
+        .chain(checkpoint)
+        .max_by_key(|p| p.next_seq)
+        .unwrap_or_else(Position::start)
 }
 
 fn fold_from(

@@ -1,12 +1,15 @@
 use super::{Context, exit_codes};
 use crate::exit_code::ExitCode;
-use crate::stream::StreamReader;
-use crate::{DocId, Error, Result, time};
+use crate::stream::{Position, StreamReader};
+use crate::{DocId, Error, Result, io as fsio, snapshot, time};
 
 /// Print a document's stored events, one per line, exactly as stored.
 ///
 /// Every event is checked against the hash chain as it is read. The filters are inclusive and
-/// can be combined; timestamps never decrease within a stream.
+/// can be combined; timestamps never decrease within a stream. With --from, reading starts
+/// just after the latest snapshot or index checkpoint before it (both derived data under
+/// `cache/`, checked against the stream's bytes where they point), so the events before are
+/// not read: `eventdir verify` checks a whole stream.
 #[derive(clap::Args, Debug)]
 #[command(after_help = concat!("Examples:
   eventdir log order:42
@@ -44,11 +47,24 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
         .map(|t| time::parse(t, "--until"))
         .transpose()?;
     let folder = context.open()?;
-    let reader = StreamReader::open(&folder, &doc)?.ok_or_else(|| Error::NotFound {
+    let path = folder.stream_path(&doc);
+    let file = fsio::open_read(&path)?.ok_or_else(|| Error::NotFound {
         doc: doc.to_string(),
     })?;
+    let start = match args.from {
+        Some(from) => snapshot::position_before(&folder, &doc, &file, &path, from),
+        None => Position::start(),
+    };
+    let reader = StreamReader::at(
+        file,
+        path,
+        doc.clone(),
+        folder.max_event_bytes(),
+        start.clone(),
+    )?;
     let mut out = super::output::Output::new();
-    let mut any = false;
+    // Starting after a snapshot or checkpoint, the document has events even if none follow.
+    let mut any = start.next_seq > 0;
     for event in reader {
         let event = event?;
         any = true;

@@ -172,3 +172,48 @@ fn log_with_bad_arguments_exits_2() {
     refused(&f, &["log", "order"], 2);
     refused(&f, &["log"], 2);
 }
+
+#[test]
+fn log_from_a_late_seq_starts_at_a_checkpoint_and_reads_nothing_before_it() {
+    let f = TestFolder::new();
+    let mut input = format!(
+        "{}\n",
+        serde_json::json!({"doc": "long:1", "data": {"n": 0}})
+    );
+    for n in 1..3000 {
+        input.push_str(&format!(
+            "{}\n",
+            serde_json::json!({"doc": "long:1", "set": {"n": n}})
+        ));
+    }
+    let out = f
+        .cmd()
+        .args(["append", "--batch"])
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // A point-in-time read folds past seqs 1023 and 2047 and leaves checkpoints there.
+    f.ok(&["at", "long:1", "--seq", "2999"]);
+    let all = f.ok(&["log", "long:1"]);
+    let tail: String = all.lines().skip(2990).map(|l| format!("{l}\n")).collect();
+    assert_eq!(f.ok(&["log", "long:1", "--from", "2990"]), tail);
+    // Damage seq 5: a full log refuses it, a log from seq 2990 never reads it.
+    let path = f.stream_file("long:1");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let at = text.match_indices('\n').nth(4).unwrap().0 + 1;
+    let at = at + text[at..].find("\"value\":5").unwrap() + 8;
+    let mut damaged = text.into_bytes();
+    damaged[at] = b'6';
+    std::fs::write(&path, damaged).unwrap();
+    let (code, _, stderr) = f.run(&["log", "long:1"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("seq 5"), "{stderr}");
+    assert_eq!(f.ok(&["log", "long:1", "--from", "2990"]), tail);
+    // Past the last event: nothing, and no error.
+    assert_eq!(f.ok(&["log", "long:1", "--from", "5000"]), "");
+    // Without cache/, the log reads from the start again and finds the damage.
+    std::fs::remove_dir_all(f.path().join("cache")).unwrap();
+    let (code, _, _) = f.run(&["log", "long:1", "--from", "2990"]);
+    assert_eq!(code, 4);
+}
