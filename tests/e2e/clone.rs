@@ -774,32 +774,16 @@ fn clone_leaves_out_a_torn_tail_of_the_source() {
 
 #[test]
 fn clone_and_batch_work_with_more_streams_than_open_files_allowed() {
-    use std::os::unix::process::CommandExt;
     let folder = TestFolder::new();
     let input: String = (0..300)
         .map(|i| format!("{{\"doc\":\"many:{i}\",\"data\":{{\"n\":{i}}}}}\n"))
         .collect();
-    let limited = |cmd: &mut std::process::Command| {
-        // SAFETY: setrlimit is async-signal-safe and touches only the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                let rlimit = libc::rlimit {
-                    rlim_cur: 64,
-                    rlim_max: 64,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    };
     let mut batch = std::process::Command::new(assert_cmd::cargo::cargo_bin("eventdir"));
     batch
         .arg("-C")
         .arg(folder.path())
         .args(["append", "--batch"]);
-    limited(&mut batch);
+    limit_open_files(&mut batch, 64);
     batch
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null());
@@ -810,7 +794,7 @@ fn clone_and_batch_work_with_more_streams_than_open_files_allowed() {
     let target = dst.path().join("copy");
     let mut clone = std::process::Command::new(assert_cmd::cargo::cargo_bin("eventdir"));
     clone.arg("clone").arg(folder.path()).arg(&target);
-    limited(&mut clone);
+    limit_open_files(&mut clone, 64);
     let out = clone.output().unwrap();
     assert!(
         out.status.success(),

@@ -35,6 +35,24 @@ impl TestFolder {
         cmd
     }
 
+    /// Runs `eventdir -C FOLDER append --batch` with `input` on stdin, asserts success, and
+    /// returns stdout.
+    pub fn batch_ok(&self, input: &str) -> String {
+        let out = self
+            .cmd()
+            .args(["append", "--batch"])
+            .write_stdin(input)
+            .output()
+            .expect("run eventdir");
+        assert!(
+            out.status.success(),
+            "append --batch failed with {:?}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("stdout is UTF-8")
+    }
+
     /// Runs `eventdir -C FOLDER ARGS...`, asserts success, and returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.cmd().args(args).output().expect("run eventdir");
@@ -108,4 +126,22 @@ pub fn snapshot_tree(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
         }
     }
     out
+}
+
+/// Lets the process `cmd` starts open at most `files` files.
+pub fn limit_open_files(cmd: &mut std::process::Command, files: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rlimit = libc::rlimit {
+                rlim_cur: files,
+                rlim_max: files,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }

@@ -339,7 +339,6 @@ fn single_appends_racing_a_long_batch_over_the_same_documents_all_land_in_one_ch
 #[test]
 fn two_batches_writing_the_same_documents_in_opposite_orders_both_finish() {
     use std::io::Write;
-    use std::os::unix::process::CommandExt;
     let f = TestFolder::new();
     let docs = 120;
     for d in 0..docs {
@@ -356,19 +355,7 @@ fn two_batches_writing_the_same_documents_in_opposite_orders_both_finish() {
             .args(["append", "--batch"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null());
-        // SAFETY: setrlimit is async-signal-safe and touches only the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                let rlimit = libc::rlimit {
-                    rlim_cur: 160,
-                    rlim_max: 160,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        limit_open_files(&mut cmd, 160);
         let mut child = cmd.spawn().unwrap();
         let mut input = String::new();
         for n in 1..=60 {

@@ -14,17 +14,7 @@ fn long_document(events: u64) -> TestFolder {
     for n in 1..events {
         input.push_str(&format!("{{\"doc\":\"log:1\",\"set\":{{\"n\":{n}}}}}\n"));
     }
-    let out = folder
-        .cmd()
-        .args(["append", "--batch"])
-        .write_stdin(input)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    folder.batch_ok(&input);
     folder
 }
 

@@ -186,13 +186,7 @@ fn log_from_a_late_seq_starts_at_a_checkpoint_and_reads_nothing_before_it() {
             serde_json::json!({"doc": "long:1", "set": {"n": n}})
         ));
     }
-    let out = f
-        .cmd()
-        .args(["append", "--batch"])
-        .write_stdin(input)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    f.batch_ok(&input);
     // A point-in-time read folds past seqs 1023 and 2047 and leaves checkpoints there.
     f.ok(&["at", "long:1", "--seq", "2999"]);
     let all = f.ok(&["log", "long:1"]);

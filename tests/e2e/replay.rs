@@ -142,13 +142,7 @@ fn long_stream(f: &TestFolder, events: usize) -> Vec<String> {
             json!({"doc": "long:1", "set": {"n": n, "note": note}})
         ));
     }
-    let out = f
-        .cmd()
-        .args(["append", "--batch"])
-        .write_stdin(input)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    f.batch_ok(&input);
     let text = std::fs::read_to_string(f.stream_file("long:1")).unwrap();
     assert!(
         text.len() as u64 > 2 * eventdir::read_ahead::READ_AHEAD_FROM,
