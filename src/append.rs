@@ -541,14 +541,15 @@ pub(crate) fn plan(
             },
         };
         let start = out.len();
-        let hash = match data {
-            Data::Prepared(payload) => new.encode_into(&prev, uuid::Uuid::new_v4(), payload, out),
+        let encoded_here;
+        let payload = match data {
+            Data::Prepared(payload) => *payload,
             Data::Value(_) => {
-                let encoded = new.encode(&prev);
-                out.push_str(&encoded.line);
-                encoded.hash
+                encoded_here = Payload::new(new.data, new.meta);
+                &encoded_here
             }
         };
+        let hash = new.encode_into(&prev, uuid::Uuid::new_v4(), payload, out);
         let size = out.len() - start;
         if size > limit {
             out.truncate(written);

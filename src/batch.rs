@@ -61,7 +61,7 @@ fn refusal(error: &Error) -> (ExitCode, String) {
 /// next group need not fold them again, and (up to a budget of open files) their files, kept
 /// open but unlocked, so that the next group need not open them and read their tails either.
 /// An entry is used only while the stream is still as this batch left it.
-pub struct HeadCache {
+struct HeadCache {
     heads: HashMap<DocId, Remembered>,
     /// How many remembered streams have their file open, and how many may.
     open_files: usize,
@@ -86,7 +86,7 @@ const CACHED_BUFFER_BYTES: usize = 64 << 20;
 
 impl HeadCache {
     /// A cache that keeps at most `max_open_files` stream files open between groups.
-    pub fn new(max_open_files: usize) -> HeadCache {
+    fn new(max_open_files: usize) -> HeadCache {
         HeadCache {
             heads: HashMap::new(),
             open_files: 0,
@@ -226,16 +226,14 @@ impl<T> Batcher<T> {
             done = self.finish(folder);
         }
         // Lock every stream first, in id order, then the schema streams of their types.
-        let streams: BTreeMap<DocId, ()> = requests
-            .iter()
-            .map(|(_, request)| (request.doc.clone(), ()))
-            .collect();
         // While the group before holds its locks, this one must not wait for another writer's:
         // that writer could be waiting for one of ours. So the streams it does not take over
         // are only tried; if one is held, what was tried goes back, the group before is
         // finished (its locks released), and this group opens its streams waiting, in order.
-        let mut slots: BTreeMap<DocId, Option<Slot>> =
-            streams.into_keys().map(|doc| (doc, None)).collect();
+        let mut slots: BTreeMap<DocId, Option<Slot>> = requests
+            .iter()
+            .map(|(_, request)| (request.doc.clone(), None))
+            .collect();
         if let Some(prev) = &self.in_flight {
             let mut busy = false;
             for (doc, slot) in slots.iter_mut() {

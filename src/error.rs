@@ -160,6 +160,22 @@ impl Error {
         }
     }
 
+    /// A stored event of `doc`'s stream file `path`, with seq `seq`, found corrupt.
+    pub fn corrupt_event(
+        doc: &crate::DocId,
+        path: &std::path::Path,
+        seq: u64,
+        reason: String,
+    ) -> Error {
+        Error::Corrupt {
+            doc: doc.to_string(),
+            path: path.to_path_buf(),
+            line: Some(seq + 1),
+            seq: Some(seq),
+            reason,
+        }
+    }
+
     /// A bad-input error about one argument or input value.
     pub fn input(what: impl Into<String>, reason: impl Into<String>) -> Error {
         Error::InvalidInput {

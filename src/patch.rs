@@ -50,17 +50,17 @@ pub fn canonical_text(patch: &Patch) -> String {
         .0
         .iter()
         .map(|operation| {
-            let (op, from, path, value) = match operation {
-                PatchOperation::Add(o) => ("add", None, &o.path, Some(&o.value)),
-                PatchOperation::Remove(o) => ("remove", None, &o.path, None),
-                PatchOperation::Replace(o) => ("replace", None, &o.path, Some(&o.value)),
-                PatchOperation::Move(o) => ("move", Some(&o.from), &o.path, None),
-                PatchOperation::Copy(o) => ("copy", Some(&o.from), &o.path, None),
-                PatchOperation::Test(o) => ("test", None, &o.path, Some(&o.value)),
+            let (from, path, value) = match operation {
+                PatchOperation::Add(o) => (None, &o.path, Some(&o.value)),
+                PatchOperation::Remove(o) => (None, &o.path, None),
+                PatchOperation::Replace(o) => (None, &o.path, Some(&o.value)),
+                PatchOperation::Move(o) => (Some(&o.from), &o.path, None),
+                PatchOperation::Copy(o) => (Some(&o.from), &o.path, None),
+                PatchOperation::Test(o) => (None, &o.path, Some(&o.value)),
             };
             Sorted {
                 from: from.map(|p| p.as_str()),
-                op,
+                op: op_name(operation),
                 path: path.as_str(),
                 value,
             }

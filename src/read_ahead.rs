@@ -93,12 +93,8 @@ impl FoldReader {
                 match receiver.recv() {
                     Ok(Message::Events(events)) => {
                         for event in &events {
-                            event.check_payload().map_err(|reason| Error::Corrupt {
-                                doc: self.doc.to_string(),
-                                path: self.path.clone(),
-                                line: Some(event.seq + 1),
-                                seq: Some(event.seq),
-                                reason,
+                            event.check_payload().map_err(|reason| {
+                                Error::corrupt_event(&self.doc, &self.path, event.seq, reason)
                             })?;
                             f(event, &self.path)?;
                         }

@@ -207,12 +207,8 @@ impl History {
         while let Some(event) = reader.next_event()? {
             let current = state.get_or_insert_with(DocState::empty);
             current.apply_from(&event, reader.path(), &schema_doc)?;
-            let corrupt = |reason: String| Error::Corrupt {
-                doc: schema_doc.to_string(),
-                path: reader.path().to_path_buf(),
-                line: Some(event.seq + 1),
-                seq: Some(event.seq),
-                reason,
+            let corrupt = |reason: String| {
+                Error::corrupt_event(&schema_doc, reader.path(), event.seq, reason)
             };
             let json_schema = current
                 .state

@@ -97,13 +97,8 @@ impl DocState {
     /// Applies a stored event read from the stream file at `path`, turning a failure into a
     /// corruption error.
     pub fn apply_from(&mut self, event: &StoredEvent, path: &Path, doc: &DocId) -> Result<()> {
-        self.apply(event).map_err(|reason| Error::Corrupt {
-            doc: doc.to_string(),
-            path: path.to_path_buf(),
-            line: Some(event.seq + 1),
-            seq: Some(event.seq),
-            reason,
-        })
+        self.apply(event)
+            .map_err(|reason| Error::corrupt_event(doc, path, event.seq, reason))
     }
 }
 

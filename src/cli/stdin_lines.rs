@@ -57,8 +57,8 @@ impl<T: Send + 'static> StdinLines<T> {
         StdinLines { receiver }
     }
 
-    /// [`next_group`](Self::next_group) without the wait: false when no line is there yet (or
-    /// stdin has ended).
+    /// [`next_group`](Self::next_group) without the wait: appends what is already there, up to
+    /// `most` lines; false when no line is there yet (or stdin has ended).
     pub fn try_next_group(&self, most: usize, group: &mut Vec<T>) -> bool {
         let start = group.len();
         while group.len() - start < most {
@@ -71,18 +71,13 @@ impl<T: Send + 'static> StdinLines<T> {
     }
 
     /// Appends the next group to `group`: waits for one line, then takes what is already
-    /// there, up to `most`. False at the end of stdin.
+    /// there, up to `most` lines in all. False at the end of stdin.
     pub fn next_group(&self, most: usize, group: &mut Vec<T>) -> bool {
         let Ok(first) = self.receiver.recv() else {
             return false;
         };
         group.push(first);
-        while group.len() < most {
-            match self.receiver.try_recv() {
-                Ok(line) => group.push(line),
-                Err(_) => break,
-            }
-        }
+        self.try_next_group(most.saturating_sub(1), group);
         true
     }
 }
