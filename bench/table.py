@@ -248,7 +248,7 @@ def machine():
             F.get("nproc"), F.get("cpu"), F.get("mem"), F.get("fs"), F.get("kernel")),
         "- load average at start / end: %s / %s (other processes may share the machine; compare ratios)" % (
             F.get("loadavg"), F.get("loadavg_end", "?")),
-        "- eventdir %s; %s" % (F.get("commit"), F.get("versions")),
+        "- eventdir %s, built with `%s`; %s" % (F.get("commit"), F.get("build", "cargo build --release"), F.get("versions")),
         "- N: scenario 2: %s; 3, 5, 7, 8: %s (5b also %s); 4, 6, 9: %s; 10: %s and %s documents" % tuple(
             k(F.get(x, 0)) for x in ("N2", "N3", "N5S", "N4", "M10", "M10S")),
         "- timed runs per command (medians over all of them): 1: %s in %s rounds; 2: 3; 3: %s; 4: 1; "

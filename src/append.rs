@@ -224,7 +224,12 @@ fn append_locked(
         prev = event.hash;
         events.push(event);
     }
-    head.store_snapshot(folder, doc, tail.complete_len + bytes.len() as u64);
+    head.store_snapshot(
+        folder,
+        doc,
+        tail.complete_len + bytes.len() as u64,
+        snapshot::SNAPSHOT_EVERY_SINGLE,
+    );
     Ok(Appended {
         events,
         repaired_tail,
@@ -349,12 +354,12 @@ impl Head {
         }
     }
 
-    /// Writes a snapshot when the state is known and the last one lags far enough behind.
-    pub(crate) fn store_snapshot(&mut self, folder: &Folder, doc: &DocId, offset: u64) {
+    /// Writes a snapshot when the state is known and the last one lags `every` events or more.
+    pub(crate) fn store_snapshot(&mut self, folder: &Folder, doc: &DocId, offset: u64, every: u64) {
         let (Some(last), Some(state)) = (&self.last, &self.state) else {
             return;
         };
-        if self.since_snapshot < snapshot::SNAPSHOT_EVERY {
+        if self.since_snapshot < every {
             return;
         }
         let snapshot = DocState {

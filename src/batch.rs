@@ -539,7 +539,12 @@ impl<T> Unsynced<T> {
                 match &synced {
                     Ok(()) => {
                         let end = stream.tail.complete_len + stream.pending.len() as u64;
-                        stream.head.store_snapshot(folder, &doc, end);
+                        stream.head.store_snapshot(
+                            folder,
+                            &doc,
+                            end,
+                            crate::snapshot::SNAPSHOT_EVERY,
+                        );
                         cache.remember(doc, stream.head, stream.stream, &stream.path, end);
                     }
                     Err(e) => {

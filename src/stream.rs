@@ -252,7 +252,24 @@ pub struct Tail {
 /// Reads the last event of a stream from the end of its file, without reading the rest.
 pub fn read_tail(file: &File, path: &Path, doc: &DocId, max_line: usize) -> Result<Tail> {
     let file_len = file.metadata().map_err(Error::io("inspect", path))?.len();
-    let complete_len = match rfind_newline(file, path, file_len)? {
+    // One read from the end usually holds the partial tail, the last line and the hash that
+    // ends the line before it; the block scans below are for lines longer than that.
+    const WINDOW: u64 = 8 * 1024;
+    let window_start = file_len.saturating_sub(WINDOW);
+    let mut window = vec![0u8; (file_len - window_start) as usize];
+    fsio::read_exact_at(file, path, &mut window, window_start)?;
+    // The last newline before `end`: from the window when it can tell, else by block scans.
+    let last_newline = |end: u64| -> Result<Option<u64>> {
+        if end >= window_start {
+            match memchr::memrchr(b'\n', &window[..(end - window_start) as usize]) {
+                Some(i) => return Ok(Some(window_start + i as u64)),
+                None if window_start == 0 => return Ok(None),
+                None => {}
+            }
+        }
+        rfind_newline(file, path, end)
+    };
+    let complete_len = match last_newline(file_len)? {
         Some(pos) => pos + 1,
         None => 0,
     };
@@ -264,7 +281,7 @@ pub fn read_tail(file: &File, path: &Path, doc: &DocId, max_line: usize) -> Resu
             last: None,
         });
     }
-    let start = match rfind_newline(file, path, complete_len - 1)? {
+    let start = match last_newline(complete_len - 1)? {
         Some(pos) => pos + 1,
         None => 0,
     };
@@ -283,12 +300,22 @@ pub fn read_tail(file: &File, path: &Path, doc: &DocId, max_line: usize) -> Resu
         ));
     }
     let prev_hash = if start == 0 {
-        ZERO_HASH
+        Ok(ZERO_HASH)
+    } else if start >= window_start + HASH_TAIL as u64 {
+        let at = (start - window_start) as usize;
+        hash_from_line_end(&window[at - HASH_TAIL..at])
     } else {
-        stored_hash_before(file, path, start).map_err(|r| corrupt(None, r))?
+        stored_hash_before(file, path, start)
+    }
+    .map_err(|r| corrupt(None, r))?;
+    let line = if start >= window_start {
+        let at = (start - window_start) as usize;
+        window[at..at + line_len].to_vec()
+    } else {
+        let mut line = vec![0u8; line_len];
+        fsio::read_exact_at(file, path, &mut line, start)?;
+        line
     };
-    let mut line = vec![0u8; line_len];
-    fsio::read_exact_at(file, path, &mut line, start)?;
     let text = String::from_utf8(line)
         .map_err(|e| corrupt(None, format!("the last line is not valid UTF-8 ({e})")))?;
     let event = parse_line(text, doc, &prev_hash)
@@ -306,18 +333,25 @@ pub fn read_tail(file: &File, path: &Path, doc: &DocId, max_line: usize) -> Resu
     })
 }
 
+/// How a stored line ends: `,"hash":"` + 64 hex digits + `"}` + newline.
+const HASH_TAIL: usize = 76;
+
 /// The hash stored in the line that ends just before `line_start` (its `,"hash":"…"}` tail).
 pub fn stored_hash_before(file: &File, path: &Path, line_start: u64) -> Result<Hash, String> {
-    const TAIL: usize = 76; // ,"hash":" + 64 hex + "} + \n
-    if line_start < TAIL as u64 {
+    if line_start < HASH_TAIL as u64 {
         return Err("the previous line is too short to end with a hash".to_string());
     }
-    let mut buf = [0u8; TAIL];
-    fsio::read_exact_at(file, path, &mut buf, line_start - TAIL as u64)
+    let mut buf = [0u8; HASH_TAIL];
+    fsio::read_exact_at(file, path, &mut buf, line_start - HASH_TAIL as u64)
         .map_err(|e| e.to_string())?;
-    let text = std::str::from_utf8(&buf)
-        .map_err(|_| "the previous line does not end with a hash".to_string())?;
-    text.strip_prefix(",\"hash\":\"")
+    hash_from_line_end(&buf)
+}
+
+/// The hash in the last `HASH_TAIL` bytes of a stored line.
+fn hash_from_line_end(bytes: &[u8]) -> Result<Hash, String> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| text.strip_prefix(",\"hash\":\""))
         .and_then(|rest| rest.strip_suffix("\"}\n"))
         .and_then(decode_hex::<32>)
         .ok_or_else(|| "the previous line does not end with a hash".to_string())
@@ -332,7 +366,7 @@ fn rfind_newline(file: &File, path: &Path, end: u64) -> Result<Option<u64>> {
         let lo = hi.saturating_sub(BLOCK);
         let chunk = &mut buf[..(hi - lo) as usize];
         fsio::read_exact_at(file, path, chunk, lo)?;
-        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+        if let Some(i) = memchr::memrchr(b'\n', chunk) {
             return Ok(Some(lo + i as u64));
         }
         hi = lo;

@@ -192,3 +192,64 @@ fn a_first_event_cut_anywhere_leaves_no_document_until_the_next_create() {
     }
     eprintln!("torn: {} cuts of a first line checked", all.len());
 }
+
+/// The tail is read from one window at the end of the file, with block scans for what does not
+/// fit: last lines, lines before them and torn tails on either side of the window's edge must
+/// all read alike.
+#[test]
+fn lines_and_torn_tails_around_the_tail_window_read_alike() {
+    const WINDOW: usize = 8 * 1024;
+    let f = TestFolder::new();
+    let root = f.path();
+    for (i, size) in [
+        10,
+        WINDOW - 300,
+        WINDOW - 100,
+        WINDOW,
+        WINDOW + 50,
+        3 * WINDOW,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let doc = format!("edge:{i}");
+        f.ok(&[
+            "append",
+            &doc,
+            "--data",
+            &format!(r#"{{"blob":"{}"}}"#, "a".repeat(size)),
+        ]);
+        f.ok(&[
+            "append",
+            &doc,
+            "--set",
+            &format!("blob={}", "b".repeat(size)),
+        ]);
+        let path = f.stream_file(&doc);
+        let full = std::fs::read(&path).unwrap();
+        for torn in [0, 1, WINDOW - 200, WINDOW + 10] {
+            let when = format!("events of {size} bytes, torn tail of {torn}");
+            let mut bytes = full.clone();
+            bytes.extend(std::iter::repeat_n(b'x', torn));
+            std::fs::write(&path, &bytes).unwrap();
+            let state = f.json(&["get", &doc]);
+            assert_eq!(state["seq"], 1, "{when}: {state}");
+            assert_eq!(state["state"]["blob"], "b".repeat(size), "{when}");
+            verify_report(root, &when);
+            let listed = f.ndjson(&["ls"]);
+            let entry = listed
+                .iter()
+                .find(|d| d["doc"] == doc.as_str())
+                .expect("listed");
+            assert_eq!(entry["seq"], 1, "{when}: {entry}");
+        }
+        // The next append repairs the last torn tail and chains onto the long line.
+        let out = run_plain(root, &["append", &doc, "--set", "n=2"]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            [&full[..], &out.stdout].concat()
+        );
+        verify_report(root, &format!("events of {size} bytes, after the repair"));
+    }
+}
