@@ -17,7 +17,9 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::event::Hash;
-use crate::stream::{Position, StreamReader, read_tail, stored_hash_before};
+use crate::stream::{
+    HASH_TAIL, Position, StreamReader, hash_from_line_end, read_tail, stored_hash_before,
+};
 use crate::verify::{Head, digest};
 use crate::{DocId, Error, Folder, Result, io as fsio};
 
@@ -66,10 +68,15 @@ pub fn clone(src: &Folder, dst_dir: &Path, progress: &mut dyn FnMut(&Progress)) 
     // Document streams first, schema streams after: a stamp then always resolves in the copy.
     let (schemas, documents): (Vec<DocId>, Vec<DocId>) =
         docs.into_iter().partition(|d| d.schema_of().is_some());
+    // Planned on all cores, but every document before any schema.
     let mut plans = Vec::new();
-    for doc in documents.into_iter().chain(schemas) {
-        if let Some(plan) = plan_stream(src, &dst, doc)? {
-            plans.push(plan);
+    for group in [documents, schemas] {
+        let planned: Vec<Result<Option<Plan>>> = group
+            .into_par_iter()
+            .map(|doc| plan_stream(src, &dst, doc))
+            .collect();
+        for plan in planned {
+            plans.extend(plan?);
         }
     }
     // Copied in that order too, many streams at a time on all cores (checking the chain is
@@ -79,11 +86,13 @@ pub fn clone(src: &Folder, dst_dir: &Path, progress: &mut dyn FnMut(&Progress)) 
         .position(|p| p.doc.schema_of().is_some())
         .unwrap_or(plans.len());
     let (dst_docs, _) = dst.scan()?;
+    let planned: std::collections::HashSet<&DocId> = plans.iter().map(|p| &p.doc).collect();
     if let Some(extra) = dst_docs.iter().find(|d| {
-        fsio::open_read(&src.stream_path(d))
-            .ok()
-            .flatten()
-            .is_none()
+        !planned.contains(d)
+            && fsio::open_read(&src.stream_path(d))
+                .ok()
+                .flatten()
+                .is_none()
     }) {
         return Err(Error::Diverged {
             doc: extra.to_string(),
@@ -185,9 +194,10 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
     // Same length, same last seq and hash on both sides mean the same bytes (the hash covers
     // every earlier byte), so nothing is read or parsed beyond the two last lines' ends.
     let dst_path = dst.stream_path(&doc);
-    if let Some(dst_file) = fsio::open_read(&dst_path)?
+    let dst_file = fsio::open_read(&dst_path)?;
+    if let Some(dst_file) = &dst_file
         && let Some(src_head) = quick_head(&src_file, &src_path)
-        && quick_head(&dst_file, &dst_path) == Some(src_head)
+        && quick_head(dst_file, &dst_path) == Some(src_head)
     {
         let (seq, hash, to) = src_head;
         return Ok(Some(Plan {
@@ -214,7 +224,7 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
         hash: last.hash,
     };
     let mut dst_torn = false;
-    let start = match fsio::open_read(&dst_path)? {
+    let start = match dst_file {
         None => Position::start(),
         Some(dst_file) => {
             let dst_tail = read_tail(&dst_file, &dst_path, &doc, dst.max_event_bytes())?;
@@ -265,13 +275,14 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
 /// read from the last line's two ends without parsing it.
 fn quick_head(file: &File, path: &Path) -> Option<(u64, crate::event::Hash, u64)> {
     let len = file.metadata().ok()?.len();
-    let hash = stored_hash_before(file, path, len).ok()?;
-    // The line starts after the previous newline; its first bytes are `{"seq":N,`.
-    let mut back = vec![0u8; len.min(64 * 1024) as usize];
+    // The line starts after the previous newline; its first bytes are `{"seq":N,`. Events
+    // are seldom longer than a few KiB; a longer last line takes the full path.
+    let mut back = vec![0u8; len.min(8 * 1024) as usize];
     let from = len - back.len() as u64;
     fsio::read_exact_at(file, path, &mut back, from).ok()?;
+    let hash = hash_from_line_end(&back[back.len().checked_sub(HASH_TAIL)?..]).ok()?;
     let body = &back[..back.len() - 1];
-    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let start = memchr::memrchr(b'\n', body).map_or(0, |i| i + 1);
     if start == 0 && from > 0 {
         return None; // a line longer than what was read: let the full path handle it
     }

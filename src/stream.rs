@@ -334,7 +334,7 @@ pub fn read_tail(file: &File, path: &Path, doc: &DocId, max_line: usize) -> Resu
 }
 
 /// How a stored line ends: `,"hash":"` + 64 hex digits + `"}` + newline.
-const HASH_TAIL: usize = 76;
+pub(crate) const HASH_TAIL: usize = 76;
 
 /// The hash stored in the line that ends just before `line_start` (its `,"hash":"…"}` tail).
 pub fn stored_hash_before(file: &File, path: &Path, line_start: u64) -> Result<Hash, String> {
@@ -348,7 +348,7 @@ pub fn stored_hash_before(file: &File, path: &Path, line_start: u64) -> Result<H
 }
 
 /// The hash in the last `HASH_TAIL` bytes of a stored line.
-fn hash_from_line_end(bytes: &[u8]) -> Result<Hash, String> {
+pub(crate) fn hash_from_line_end(bytes: &[u8]) -> Result<Hash, String> {
     std::str::from_utf8(bytes)
         .ok()
         .and_then(|text| text.strip_prefix(",\"hash\":\""))
