@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -51,7 +51,6 @@ const COPIED_TOGETHER: usize = 64;
 /// One stream's plan: copy the source's bytes `[from, to)`.
 struct Plan {
     doc: DocId,
-    src_path: PathBuf,
     to: u64,
     head: Head,
     start: Position,
@@ -69,16 +68,14 @@ pub fn clone(src: &Folder, dst_dir: &Path, progress: &mut dyn FnMut(&Progress)) 
     let (schemas, documents): (Vec<DocId>, Vec<DocId>) =
         docs.into_iter().partition(|d| d.schema_of().is_some());
     // Planned on all cores, but every document before any schema.
-    let mut plans = Vec::new();
-    for group in [documents, schemas] {
-        let planned: Vec<Result<Option<Plan>>> = group
+    let plan_all = |group: Vec<DocId>| -> Result<Vec<Plan>> {
+        group
             .into_par_iter()
-            .map(|doc| plan_stream(src, &dst, doc))
-            .collect();
-        for plan in planned {
-            plans.extend(plan?);
-        }
-    }
+            .filter_map(|doc| plan_stream(src, &dst, doc).transpose())
+            .collect()
+    };
+    let mut plans = plan_all(documents)?;
+    plans.extend(plan_all(schemas)?);
     // Copied in that order too, many streams at a time on all cores (checking the chain is
     // most of a copy's work): all the documents, then the schemas.
     let first_schema = plans
@@ -202,7 +199,6 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
         let (seq, hash, to) = src_head;
         return Ok(Some(Plan {
             doc,
-            src_path,
             to,
             head: Head { seq, hash },
             start: Position {
@@ -263,7 +259,6 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
     };
     Ok(Some(Plan {
         doc,
-        src_path,
         to,
         head,
         start,
@@ -309,17 +304,19 @@ fn copy_stream(src: &Folder, dst: &Folder, plan: &Plan) -> Result<u64> {
     }
     // Reopened here rather than kept open since planning: a folder may hold more streams than
     // a process may open files. The chain check from the recorded position, and the recorded
-    // head at the end, make sure it is still the same stream.
-    let handle = fsio::open_read(&plan.src_path)?.ok_or_else(|| Error::Corrupt {
+    // head at the end, make sure it is still the same stream. (The path is derived again
+    // rather than kept in every plan: a folder may hold millions.)
+    let src_path = src.stream_path(&plan.doc);
+    let handle = fsio::open_read(&src_path)?.ok_or_else(|| Error::Corrupt {
         doc: plan.doc.to_string(),
-        path: plan.src_path.clone(),
+        path: src_path.clone(),
         line: None,
         seq: Some(plan.head.seq),
         reason: "the source stream disappeared during the clone".to_string(),
     })?;
     let mut reader = StreamReader::at(
         handle,
-        plan.src_path.clone(),
+        src_path.clone(),
         plan.doc.clone(),
         src.max_event_bytes(),
         plan.start.clone(),
@@ -344,7 +341,7 @@ fn copy_stream(src: &Folder, dst: &Folder, plan: &Plan) -> Result<u64> {
         if last != Some(plan.head.hash) {
             return Err(Error::Corrupt {
                 doc: plan.doc.to_string(),
-                path: plan.src_path.clone(),
+                path: src_path.clone(),
                 line: None,
                 seq: Some(plan.head.seq),
                 reason: "the source stream changed under the clone".to_string(),
