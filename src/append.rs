@@ -96,18 +96,9 @@ pub struct Request {
     pub action: Action,
     pub expect: Expect,
     pub meta: Option<Value>,
-    /// The requested event's data and meta already encoded, by [`Request::prepare`]; encoded
-    /// when the event is planned otherwise.
-    pub payload: Option<Payload>,
 }
 
 impl Request {
-    /// Encodes the requested event's data and meta now, so that planning it later only adds
-    /// the envelope: a batch does this while reading its input, off the thread that writes.
-    pub fn prepare(&mut self) {
-        self.payload = self.encode_payload();
-    }
-
     /// The requested event's data and meta, encoded; `None` for a migration, whose data
     /// depends on the state.
     fn encode_payload(&self) -> Option<Payload> {
@@ -121,7 +112,7 @@ impl Request {
     }
 }
 
-/// The data of an event being planned: a value still to encode, or the request's payload.
+/// The data of an event being planned: a value still to encode, or one already encoded.
 enum Data<'a> {
     Value(Value),
     Prepared(&'a Payload),
@@ -436,15 +427,10 @@ pub(crate) fn plan(
     let mut events: Vec<(EventType, Data)> = Vec::new();
     // Undone if anything below refuses the request.
     let mut patched_in_place = None;
-    let encoded_now;
-    let payload = match &request.payload {
-        Some(payload) => Some(payload),
-        None => {
-            encoded_now = request.encode_payload();
-            encoded_now.as_ref()
-        }
-    };
-    let requested = || Data::Prepared(payload.expect("only a migration has no payload"));
+    // Encoded here, by the thread that writes: encoding on the thread that reads a batch's
+    // input made that thread the slower of the two, and every payload a cross-thread free.
+    let payload = request.encode_payload();
+    let requested = || Data::Prepared(payload.as_ref().expect("only a migration has no payload"));
     let new_state = match &request.action {
         Action::Create(state) => {
             if let Some(last) = last.filter(|_| live) {

@@ -141,8 +141,7 @@ impl NewEvent<'_> {
 }
 
 /// An event's data and meta encoded ahead of its envelope: their canonical text, a fresh salt
-/// and the salted digest of the data. None of it depends on the stream, so a batch makes it
-/// while reading its input, off the thread that writes.
+/// and the salted digest of the data. None of it depends on the stream.
 #[derive(Clone, Debug)]
 pub struct Payload {
     data: String,

@@ -181,7 +181,6 @@ fn resolve(args: &Args, limit: usize) -> Result<Request> {
         action,
         expect,
         meta,
-        payload: None,
     })
 }
 

@@ -266,13 +266,10 @@ fn resolve(text: &[u8]) -> Result<Request> {
             ));
         }
     };
-    let mut request = Request {
+    Ok(Request {
         doc,
         action,
         expect,
         meta,
-        payload: None,
-    };
-    request.prepare();
-    Ok(request)
+    })
 }
