@@ -50,6 +50,10 @@ type Slot = Result<OpenStream, (ExitCode, String)>;
 
 /// From this many streams in one group on, one `syncfs` replaces the per-file fsyncs.
 const SYNCFS_FROM: usize = 8;
+/// From this many bytes written in one group on, its fsyncs run on a thread of their own
+/// (overlapping the next group's planning, as a `syncfs` does), even for a single stream. Below
+/// it, a trickle of small groups fsyncs in line, sparing a thread start per request.
+const DEFERRED_FSYNC_FROM: usize = 1 << 20;
 /// From this many streams in one group on, they are planned and written in parallel.
 const PARALLEL_FROM: usize = 16;
 
@@ -402,17 +406,22 @@ fn write_streams(
     HashMap<usize, (ExitCode, String)>,
     Option<std::thread::JoinHandle<Result<()>>>,
 ) {
-    let touched = streams
-        .values()
-        .filter(|s| s.as_ref().is_ok_and(|s| !s.pending.is_empty()))
-        .count();
+    let pending = || {
+        streams
+            .values()
+            .filter_map(|s| s.as_ref().ok())
+            .filter(|s| !s.pending.is_empty())
+    };
+    let touched = pending().count();
+    let bytes: usize = pending().map(|s| s.pending.len()).sum();
     // The sync is opened before the writes it must cover.
     let sync = if touched >= SYNCFS_FROM {
         FilesystemSync::begin(folder.root()).ok()
     } else {
         None
     };
-    let durability = if sync.is_some() {
+    let fsync_later = sync.is_none() && bytes >= DEFERRED_FSYNC_FROM;
+    let durability = if sync.is_some() || fsync_later {
         Durability::Deferred
     } else {
         Durability::Fsync
@@ -456,8 +465,50 @@ fn write_streams(
     } else {
         streams.values_mut().map(write_stream).collect()
     };
-    let sync = sync.map(|sync| std::thread::spawn(move || sync.finish()));
-    (failures.into_iter().flatten().collect(), sync)
+    let mut failures: HashMap<usize, (ExitCode, String)> = failures.into_iter().flatten().collect();
+    let sync =
+        match sync {
+            Some(sync) => Some(std::thread::spawn(move || sync.finish())),
+            None if fsync_later => {
+                let mut files = Vec::new();
+                for stream in streams.values_mut().filter_map(|s| s.as_mut().ok()) {
+                    if !stream.written {
+                        continue;
+                    }
+                    let new_file = stream.tail.empty;
+                    match stream.stream.file.try_clone() {
+                        Ok(file) => files.push((file, stream.path.clone(), new_file)),
+                        Err(_) => {
+                            // No descriptor for the thread: fsync here instead.
+                            let synced = fsio::sync_file(&stream.stream.file, &stream.path)
+                                .and_then(|()| match new_file {
+                                    true => fsio::sync_parents(&stream.path, &folder.streams_dir()),
+                                    false => Ok(()),
+                                });
+                            if let Err(e) = synced {
+                                // Not acknowledged: take the lines back; the error stands.
+                                let _ = stream.stream.file.set_len(stream.tail.complete_len);
+                                stream.written = false;
+                                stream.lost = true;
+                                failures.extend(stream.requests.iter().map(|&i| (i, refusal(&e))));
+                            }
+                        }
+                    }
+                }
+                let streams_dir = folder.streams_dir();
+                Some(std::thread::spawn(move || {
+                    for (file, path, new_file) in files {
+                        fsio::sync_file(&file, &path)?;
+                        if new_file {
+                            fsio::sync_parents(&path, &streams_dir)?;
+                        }
+                    }
+                    Ok(())
+                }))
+            }
+            None => None,
+        };
+    (failures, sync)
 }
 
 impl<T> Unsynced<T> {

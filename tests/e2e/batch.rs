@@ -156,3 +156,51 @@ fn a_large_batch_over_many_documents_equals_the_same_appends_one_by_one() {
         assert_eq!(state["state"]["n"], last);
     }
 }
+
+/// A group of a megabyte or more to few streams is fsynced on a thread of its own while the
+/// next group is planned: every result still comes back, in order, exactly as stored, and a
+/// refusal in the middle leaves the rest applied.
+#[test]
+fn a_megabyte_batch_to_two_documents_is_stored_exactly_as_answered() {
+    let f = TestFolder::new();
+    let note = "n".repeat(1000);
+    let mut input = String::new();
+    input.push_str(&format!(
+        "{}\n",
+        json!({"doc": "big:1", "data": {"i": 0, "note": note}})
+    ));
+    input.push_str(&format!(
+        "{}\n",
+        json!({"doc": "big:2", "data": {"i": 0, "note": note}})
+    ));
+    for i in 1..1500 {
+        for doc in ["big:1", "big:2"] {
+            input.push_str(&format!(
+                "{}\n",
+                json!({"doc": doc, "set": {"i": i, "note": note}})
+            ));
+        }
+    }
+    // Stale: big:1 is at seq 1499 by then.
+    input.push_str(&format!(
+        "{}\n",
+        json!({"doc": "big:1", "set": {"i": -1}, "expect": 0})
+    ));
+    input.push_str(&format!(
+        "{}\n",
+        json!({"doc": "big:2", "set": {"i": 1500}})
+    ));
+    let (code, results) = batch(&f, &input);
+    assert_eq!(code, 3, "the stale request sets the exit code");
+    assert_eq!(results.len(), 3002);
+    assert_eq!(results[3000]["error"]["code"], 3, "{}", results[3000]);
+    for doc in ["big:1", "big:2"] {
+        let answered: Vec<&Value> = results.iter().filter(|r| r["doc"] == doc).collect();
+        let stored = f.ndjson(&["log", doc]);
+        assert_eq!(stored.len(), answered.len(), "{doc}");
+        assert!(stored.iter().zip(&answered).all(|(s, a)| s == *a), "{doc}");
+    }
+    assert_eq!(f.json(&["get", "big:2"])["state"]["i"], 1500);
+    assert_eq!(f.json(&["get", "big:1"])["state"]["i"], 1499);
+    f.ok(&["verify"]);
+}
