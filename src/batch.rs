@@ -466,49 +466,58 @@ fn write_streams(
         streams.values_mut().map(write_stream).collect()
     };
     let mut failures: HashMap<usize, (ExitCode, String)> = failures.into_iter().flatten().collect();
-    let sync =
-        match sync {
-            Some(sync) => Some(std::thread::spawn(move || sync.finish())),
-            None if fsync_later => {
-                let mut files = Vec::new();
-                for stream in streams.values_mut().filter_map(|s| s.as_mut().ok()) {
-                    if !stream.written {
-                        continue;
-                    }
-                    let new_file = stream.tail.empty;
-                    match stream.stream.file.try_clone() {
-                        Ok(file) => files.push((file, stream.path.clone(), new_file)),
-                        Err(_) => {
-                            // No descriptor for the thread: fsync here instead.
-                            let synced = fsio::sync_file(&stream.stream.file, &stream.path)
-                                .and_then(|()| match new_file {
-                                    true => fsio::sync_parents(&stream.path, &folder.streams_dir()),
-                                    false => Ok(()),
-                                });
-                            if let Err(e) = synced {
-                                // Not acknowledged: take the lines back; the error stands.
-                                let _ = stream.stream.file.set_len(stream.tail.complete_len);
-                                stream.written = false;
-                                stream.lost = true;
-                                failures.extend(stream.requests.iter().map(|&i| (i, refusal(&e))));
-                            }
-                        }
-                    }
-                }
-                let streams_dir = folder.streams_dir();
-                Some(std::thread::spawn(move || {
-                    for (file, path, new_file) in files {
-                        fsio::sync_file(&file, &path)?;
-                        if new_file {
-                            fsio::sync_parents(&path, &streams_dir)?;
-                        }
-                    }
-                    Ok(())
-                }))
-            }
-            None => None,
-        };
+    let sync = match sync {
+        Some(sync) => Some(std::thread::spawn(move || sync.finish())),
+        None if fsync_later => Some(fsync_on_a_thread(folder, streams, &mut failures)),
+        None => None,
+    };
     (failures, sync)
+}
+
+/// Starts fsyncing the streams this group wrote (and a new stream's directories) on a thread,
+/// through duplicated descriptors. A stream whose descriptor cannot be duplicated is fsynced
+/// here instead; if that fails, its lines are taken back and its requests fail.
+fn fsync_on_a_thread(
+    folder: &Folder,
+    streams: &mut BTreeMap<DocId, Slot>,
+    failures: &mut HashMap<usize, (ExitCode, String)>,
+) -> std::thread::JoinHandle<Result<()>> {
+    let streams_dir = folder.streams_dir();
+    let mut files = Vec::new();
+    for stream in streams.values_mut().filter_map(|s| s.as_mut().ok()) {
+        if !stream.written {
+            continue;
+        }
+        let new_file = stream.tail.empty;
+        match stream.stream.file.try_clone() {
+            Ok(file) => files.push((file, stream.path.clone(), new_file)),
+            Err(_) => {
+                if let Err(e) =
+                    sync_stream(&stream.stream.file, &stream.path, new_file, &streams_dir)
+                {
+                    let _ = stream.stream.file.set_len(stream.tail.complete_len);
+                    stream.written = false;
+                    stream.lost = true;
+                    failures.extend(stream.requests.iter().map(|&i| (i, refusal(&e))));
+                }
+            }
+        }
+    }
+    std::thread::spawn(move || {
+        for (file, path, new_file) in files {
+            sync_stream(&file, &path, new_file, &streams_dir)?;
+        }
+        Ok(())
+    })
+}
+
+/// fsyncs a stream file, and for a new one the directories that name it.
+fn sync_stream(file: &File, path: &Path, new_file: bool, streams_dir: &Path) -> Result<()> {
+    fsio::sync_file(file, path)?;
+    if new_file {
+        fsio::sync_parents(path, streams_dir)?;
+    }
+    Ok(())
 }
 
 impl<T> Unsynced<T> {
