@@ -18,7 +18,8 @@ use rayon::prelude::*;
 
 use crate::event::Hash;
 use crate::stream::{
-    HASH_TAIL, Position, StreamReader, hash_from_line_end, read_tail, stored_hash_before,
+    HASH_TAIL, Position, StreamReader, TAIL_WINDOW, hash_from_line_end, read_tail,
+    stored_hash_before,
 };
 use crate::verify::{Head, digest};
 use crate::{DocId, Error, Folder, Result, io as fsio};
@@ -270,9 +271,9 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
 /// read from the last line's two ends without parsing it.
 fn quick_head(file: &File, path: &Path) -> Option<(u64, crate::event::Hash, u64)> {
     let len = file.metadata().ok()?.len();
-    // The line starts after the previous newline; its first bytes are `{"seq":N,`. Events
-    // are seldom longer than a few KiB; a longer last line takes the full path.
-    let mut back = vec![0u8; len.min(8 * 1024) as usize];
+    // The line starts after the previous newline; its first bytes are `{"seq":N,`. A last
+    // line longer than the window takes the full path.
+    let mut back = vec![0u8; len.min(TAIL_WINDOW) as usize];
     let from = len - back.len() as u64;
     fsio::read_exact_at(file, path, &mut back, from).ok()?;
     let hash = hash_from_line_end(&back[back.len().checked_sub(HASH_TAIL)?..]).ok()?;

@@ -254,8 +254,7 @@ pub fn read_tail(file: &File, path: &Path, doc: &DocId, max_line: usize) -> Resu
     let file_len = file.metadata().map_err(Error::io("inspect", path))?.len();
     // One read from the end usually holds the partial tail, the last line and the hash that
     // ends the line before it; the block scans below are for lines longer than that.
-    const WINDOW: u64 = 8 * 1024;
-    let window_start = file_len.saturating_sub(WINDOW);
+    let window_start = file_len.saturating_sub(TAIL_WINDOW);
     let mut window = vec![0u8; (file_len - window_start) as usize];
     fsio::read_exact_at(file, path, &mut window, window_start)?;
     // The last newline before `end`: from the window when it can tell, else by block scans.
@@ -332,6 +331,10 @@ pub fn read_tail(file: &File, path: &Path, doc: &DocId, max_line: usize) -> Resu
         last: Some(event),
     })
 }
+
+/// How much of a stream's end is read at once to find its last line: events are seldom
+/// longer than a few KiB.
+pub(crate) const TAIL_WINDOW: u64 = 8 * 1024;
 
 /// How a stored line ends: `,"hash":"` + 64 hex digits + `"}` + newline.
 pub(crate) const HASH_TAIL: usize = 76;
