@@ -21,18 +21,20 @@ pub fn parse_strict(text: &[u8], what: &str) -> Result<Value> {
             check_depth(&value, what)?;
             Ok(value)
         }
-        Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
-            Err(Error::InvalidJson {
-                what: what.to_string(),
-                reason: format!(
-                    "nested more than 128 levels deep; at most {MAX_DEPTH} are allowed"
-                ),
-            })
-        }
-        Err(e) => Err(Error::InvalidJson {
-            what: what.to_string(),
-            reason: e.to_string(),
-        }),
+        Err(e) => Err(invalid(&e, what)),
+    }
+}
+
+/// The error for input `what` that serde_json refused.
+pub(crate) fn invalid(e: &serde_json::Error, what: &str) -> Error {
+    let reason = if e.to_string().starts_with("recursion limit exceeded") {
+        format!("nested more than 128 levels deep; at most {MAX_DEPTH} are allowed")
+    } else {
+        e.to_string()
+    };
+    Error::InvalidJson {
+        what: what.to_string(),
+        reason,
     }
 }
 
@@ -52,6 +54,9 @@ pub fn check_depth(value: &Value, what: &str) -> Result<()> {
 /// The nesting depth of `value`, computed without recursion so that no input can exhaust the
 /// stack.
 pub fn depth(value: &Value) -> usize {
+    if !matches!(value, Value::Array(_) | Value::Object(_)) {
+        return 0;
+    }
     let mut deepest = 0;
     let mut stack = vec![(value, 0usize)];
     while let Some((value, level)) = stack.pop() {
@@ -177,7 +182,7 @@ impl<'de> Visitor<'de> for ReadableVisitor {
 }
 
 /// A `serde_json::Value` that refuses duplicate object keys while it is parsed.
-struct StrictValue(Value);
+pub(crate) struct StrictValue(pub(crate) Value);
 
 impl<'de> Deserialize<'de> for StrictValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -185,7 +190,7 @@ impl<'de> Deserialize<'de> for StrictValue {
     }
 }
 
-struct StrictVisitor;
+pub(crate) struct StrictVisitor;
 
 impl<'de> Visitor<'de> for StrictVisitor {
     type Value = Value;

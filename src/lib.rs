@@ -19,6 +19,7 @@ pub mod io;
 pub mod json;
 pub mod patch;
 pub mod read_ahead;
+pub mod request_line;
 pub mod schema;
 pub mod snapshot;
 pub mod state;

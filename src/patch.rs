@@ -113,7 +113,7 @@ impl<'de> DeserializeSeed<'de> for OperationSeed {
 const OPS: &[&str] = &["add", "remove", "replace", "move", "copy", "test"];
 
 /// An operation's member name, recognised without allocating it.
-enum Member {
+pub(crate) enum Member {
     Op,
     Path,
     From,
@@ -139,13 +139,19 @@ impl Visitor<'_> for MemberSeed {
     }
 
     fn visit_str<E: de::Error>(self, name: &str) -> Result<Member, E> {
-        Ok(match name {
+        Ok(Member::named(name))
+    }
+}
+
+impl Member {
+    pub(crate) fn named(name: &str) -> Member {
+        match name {
             "op" => Member::Op,
             "path" => Member::Path,
             "from" => Member::From,
             "value" => Member::Value,
             _ => Member::Other,
-        })
+        }
     }
 }
 
@@ -187,40 +193,53 @@ impl<'de> Visitor<'de> for OperationVisitor {
             }
             *slot = Some(map.next_value()?);
         }
-        let op = op.ok_or_else(|| de::Error::missing_field("op"))?;
-        let pointer = |text: Option<String>, name: &'static str| {
-            let text = text.ok_or_else(|| de::Error::missing_field(name))?;
-            PointerBuf::parse(text).map_err(de::Error::custom)
-        };
-        let required =
-            |value: Option<Value>| value.ok_or_else(|| de::Error::missing_field("value"));
-        Ok(match op.as_str() {
-            "add" => PatchOperation::Add(AddOperation {
-                path: pointer(path, "path")?,
-                value: required(value)?,
-            }),
-            "remove" => PatchOperation::Remove(RemoveOperation {
-                path: pointer(path, "path")?,
-            }),
-            "replace" => PatchOperation::Replace(ReplaceOperation {
-                path: pointer(path, "path")?,
-                value: required(value)?,
-            }),
-            "move" => PatchOperation::Move(MoveOperation {
-                from: pointer(from, "from")?,
-                path: pointer(path, "path")?,
-            }),
-            "copy" => PatchOperation::Copy(CopyOperation {
-                from: pointer(from, "from")?,
-                path: pointer(path, "path")?,
-            }),
-            "test" => PatchOperation::Test(TestOperation {
-                path: pointer(path, "path")?,
-                value: required(value)?,
-            }),
-            other => return Err(de::Error::unknown_variant(other, OPS)),
-        })
+        operation(op, path, from, value).map_err(de::Error::custom)
     }
+}
+
+/// The operation named by `op`, from the members read for it; the error is what serde would
+/// say of the missing or wrong member.
+pub(crate) fn operation(
+    op: Option<String>,
+    path: Option<String>,
+    from: Option<String>,
+    value: Option<Value>,
+) -> Result<PatchOperation, String> {
+    use serde_json::Error as E;
+    let op = op.ok_or_else(|| <E as de::Error>::missing_field("op").to_string())?;
+    let pointer = |text: Option<String>, name: &'static str| {
+        let text = text.ok_or_else(|| <E as de::Error>::missing_field(name).to_string())?;
+        PointerBuf::parse(text).map_err(|e| e.to_string())
+    };
+    let required = |value: Option<Value>| {
+        value.ok_or_else(|| <E as de::Error>::missing_field("value").to_string())
+    };
+    Ok(match op.as_str() {
+        "add" => PatchOperation::Add(AddOperation {
+            path: pointer(path, "path")?,
+            value: required(value)?,
+        }),
+        "remove" => PatchOperation::Remove(RemoveOperation {
+            path: pointer(path, "path")?,
+        }),
+        "replace" => PatchOperation::Replace(ReplaceOperation {
+            path: pointer(path, "path")?,
+            value: required(value)?,
+        }),
+        "move" => PatchOperation::Move(MoveOperation {
+            from: pointer(from, "from")?,
+            path: pointer(path, "path")?,
+        }),
+        "copy" => PatchOperation::Copy(CopyOperation {
+            from: pointer(from, "from")?,
+            path: pointer(path, "path")?,
+        }),
+        "test" => PatchOperation::Test(TestOperation {
+            path: pointer(path, "path")?,
+            value: required(value)?,
+        }),
+        other => return Err(<E as de::Error>::unknown_variant(other, OPS).to_string()),
+    })
 }
 
 /// The patch that sets each `(field, value)`: a top-level member name, or a JSON Pointer when it

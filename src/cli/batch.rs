@@ -2,14 +2,12 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use serde_json::Value;
-
 use super::output::Output;
 use super::stdin_lines::StdinLines;
-use crate::append::{Action, Expect, Request};
+use crate::append::Request;
 use crate::batch::{Batcher, Outcome};
 use crate::exit_code::ExitCode;
-use crate::{DocId, Error, Folder, Result, json, patch, state};
+use crate::{DocId, Error, Folder, Result, request_line};
 
 /// The most requests committed in one group.
 const GROUP_LINES: usize = 50_000;
@@ -49,7 +47,7 @@ pub fn run(folder: &Folder) -> Result<ExitCode> {
     let limit = folder.max_event_bytes();
     let input = StdinLines::spawn(limit, GROUP_LINES, |line| {
         line.map_err(|reason| Error::input("request", reason))
-            .and_then(|l| resolve(&l))
+            .and_then(|l| request_line::parse(&l))
     });
     let mut out = Output::new();
     let mut first_refusal = None;
@@ -173,103 +171,4 @@ fn print(
             out.json(&serde_json::json!({"error": {"code": code.code(), "message": message}, "line": line_no}))
         }
     }
-}
-
-/// Turns one input line into a validated request.
-fn resolve(text: &[u8]) -> Result<Request> {
-    let Value::Object(mut members) = json::parse_strict(text, "request")? else {
-        return Err(Error::input(
-            "request",
-            "expected a JSON object {\"doc\": ..., ...}",
-        ));
-    };
-    if let Some(unknown) = members
-        .keys()
-        .find(|k| !["doc", "type", "data", "set", "expect", "meta"].contains(&k.as_str()))
-    {
-        return Err(Error::input(
-            "request",
-            format!("unknown member {unknown:?}"),
-        ));
-    }
-    let doc = match members.remove("doc") {
-        Some(Value::String(doc)) => DocId::parse_writable(&doc)?,
-        _ => {
-            return Err(Error::input(
-                "request",
-                "\"doc\" must be a document id string",
-            ));
-        }
-    };
-    let expect = match members.remove("expect") {
-        None => Expect::Any,
-        Some(Value::String(text)) => Expect::parse(&text)?,
-        Some(Value::Number(n)) => Expect::Seq(
-            n.as_u64()
-                .ok_or_else(|| Error::input("expect", "must be a seq"))?,
-        ),
-        Some(_) => return Err(Error::input("expect", "must be a seq, \"none\" or \"any\"")),
-    };
-    let meta = match members.remove("meta") {
-        None | Some(Value::Null) => None,
-        Some(meta @ Value::Object(_)) => Some(meta),
-        Some(_) => return Err(Error::input("meta", "must be a JSON object")),
-    };
-    let data = members.remove("data");
-    let set = members.remove("set");
-    let kind = match members.remove("type") {
-        Some(Value::String(kind)) => kind,
-        Some(_) => {
-            return Err(Error::input(
-                "type",
-                "must be \"create\", \"update\" or \"delete\"",
-            ));
-        }
-        None => match (&data, &set) {
-            (Some(Value::Object(_)), None) => "create".to_string(),
-            (Some(Value::Array(_)), None) | (None, Some(_)) => "update".to_string(),
-            _ => {
-                return Err(Error::input(
-                    "request",
-                    "give \"data\" (create or update), \"set\" (update) or \"type\": \"delete\"",
-                ));
-            }
-        },
-    };
-    let action = match (kind.as_str(), data, set) {
-        ("create", Some(state), None) => {
-            state::check_new_state(&state, "data")?;
-            Action::Create(state)
-        }
-        ("update", Some(value), None) => Action::Update(patch::parse(value, "data")?),
-        ("update", None, Some(Value::Object(sets))) => {
-            Action::Update(patch::from_sets(&sets.into_iter().collect::<Vec<_>>())?)
-        }
-        ("delete", None, None) => Action::Delete,
-        ("create" | "update" | "delete", _, _) => {
-            return Err(Error::input(
-                "request",
-                format!(
-                    "a {kind} takes {}",
-                    match kind.as_str() {
-                        "create" => "\"data\" (an object)",
-                        "update" => "\"data\" (a patch) or \"set\" (an object), not both",
-                        _ => "neither \"data\" nor \"set\"",
-                    }
-                ),
-            ));
-        }
-        _ => {
-            return Err(Error::input(
-                "type",
-                format!("{kind:?} is not create, update or delete"),
-            ));
-        }
-    };
-    Ok(Request {
-        doc,
-        action,
-        expect,
-        meta,
-    })
 }

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
+use crate::append::assert_folder_unchanged;
 use crate::common::*;
 
 fn batch(folder: &TestFolder, input: &str) -> (i32, Vec<Value>) {
@@ -203,4 +204,76 @@ fn a_megabyte_batch_to_two_documents_is_stored_exactly_as_answered() {
     assert_eq!(f.json(&["get", "big:2"])["state"]["i"], 1500);
     assert_eq!(f.json(&["get", "big:1"])["state"]["i"], 1499);
     f.ok(&["verify"]);
+}
+
+/// The reason of a refusal, without what it names (`data`, `--patch`) and without the position
+/// serde_json adds (a column of the request line, or of the `--patch` argument).
+fn reason(message: &str) -> &str {
+    let reason = message.split_once(": ").map_or(message, |(_, r)| r);
+    reason.split(" at line ").next().unwrap_or(reason)
+}
+
+#[test]
+fn a_patch_in_a_batch_line_is_read_and_refused_exactly_as_append_patch_reads_it() {
+    let f = TestFolder::new();
+    // The batch patches p:1, `append --patch` the same document q:1.
+    for doc in ["p:1", "q:1"] {
+        f.ok(&["append", doc, "--data", r#"{"a":{"b":1},"n":0}"#]);
+    }
+    // Accepted: members in any order, escaped names, members no operation defines (ignored).
+    let accepted = [
+        r#"[{"value":{"z":1,"y":[2,{"x":3}]},"path":"/a","op":"replace"}]"#,
+        r#"[{"p\u0061th":"/n","op":"add","value":1,"note":{"k":[1]}}]"#,
+        r#"[{"op":"move","from":"/a","path":"/c"},{"op":"test","path":"/n","value":1.0}]"#,
+        r#"[]"#,
+    ];
+    for patch in accepted {
+        let line = format!(r#"{{"doc":"p:1","data":{patch}}}"#);
+        let (code, results) = batch(&f, &format!("{line}\n"));
+        assert_eq!(code, 0, "{patch}: {results:?}");
+        let single: Value = serde_json::from_str(&f.ok(&["append", "q:1", "--patch", patch]))
+            .expect("the stored event");
+        assert_eq!(results[0]["data"], single["data"], "{patch}");
+    }
+    let stored = f.ndjson(&["log", "p:1"]);
+    assert_eq!(
+        stored[1]["data"],
+        json!([{"op": "replace", "path": "/a", "value": {"y": [2, {"x": 3}], "z": 1}}])
+    );
+    assert_eq!(
+        stored[2]["data"],
+        json!([{"op": "add", "path": "/n", "value": 1}])
+    );
+    // Refused, with the reason `append --patch` gives.
+    let refused = [
+        r#"[{"path":"/n","value":1}]"#,
+        r#"[{"op":"frobnicate","path":"/n"}]"#,
+        r#"[{"op":"add","path":"n","value":1}]"#,
+        r#"[{"op":"add","path":7,"value":1}]"#,
+        r#"[{"op":"add","path":"/n"}]"#,
+        r#"[{"op":"move","path":"/n"}]"#,
+        r#"[{"op":"remove","path":"/n"},1]"#,
+        r#"[["op","add"]]"#,
+        r#"[{"op":"add","op":"remove","path":"/n"}]"#,
+        r#"[{"op":"add","path":"/n","value":{"k":1,"k":2}}]"#,
+        r#"[{"op":"add","path":"/n","value":1,"x":1,"x":2}]"#,
+        r#"[{"op":"add","path":"/n","value":1e400}]"#,
+        r#"{"op":"add","path":"/n","value":1}"#,
+    ];
+    let before = f.snapshot();
+    for patch in refused {
+        let line = format!(r#"{{"doc":"p:1","type":"update","data":{patch}}}"#);
+        let (code, results) = batch(&f, &format!("{line}\n"));
+        assert_eq!(code, 2, "{patch}: {results:?}");
+        let message = results[0]["error"]["message"].as_str().unwrap().to_string();
+        let (code, _, stderr) = f.run(&["append", "q:1", "--patch", patch]);
+        assert_eq!(code, 2, "{patch}: {stderr}");
+        let stderr = stderr.trim().trim_start_matches("eventdir: ");
+        assert_eq!(
+            reason(&message),
+            reason(stderr),
+            "{patch}: {message} | {stderr}"
+        );
+    }
+    assert_folder_unchanged(&before, &f.snapshot(), &"refused patches");
 }
