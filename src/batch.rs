@@ -38,8 +38,11 @@ struct OpenStream {
     head: Head,
     pending: String,
     requests: Vec<usize>,
-    /// Whether `pending` was written (durable once the group's sync succeeds).
+    /// Whether `pending` was written, or handed to the sync thread to write (durable once the
+    /// group's sync succeeds).
     written: bool,
+    /// How many bytes of `pending` were written: the buffer itself may be on the sync thread.
+    written_len: u64,
     /// Whether the stream must not be used again by this batch: its write failed, or a new
     /// stream's file was removed, or the lines it was planned after were lost.
     lost: bool,
@@ -50,9 +53,10 @@ type Slot = Result<OpenStream, (ExitCode, String)>;
 
 /// From this many streams in one group on, one `syncfs` replaces the per-file fsyncs.
 const SYNCFS_FROM: usize = 8;
-/// From this many bytes written in one group on, its fsyncs run on a thread of their own
-/// (overlapping the next group's planning, as a `syncfs` does), even for a single stream. Below
-/// it, a trickle of small groups fsyncs in line, sparing a thread start per request.
+/// From this many bytes written in one group on, its writes and fsyncs run on a thread of
+/// their own (overlapping the next group's planning, as a `syncfs` does), even for a single
+/// stream. Below it, a trickle of small groups writes and fsyncs in line, sparing a thread
+/// start per request.
 const DEFERRED_FSYNC_FROM: usize = 1 << 20;
 /// From this many streams in one group on, they are planned and written in parallel.
 const PARALLEL_FROM: usize = 16;
@@ -159,7 +163,7 @@ struct Unsynced<T> {
     failed: HashMap<usize, (ExitCode, String)>,
     streams: BTreeMap<DocId, OpenStream>,
     schema_locks: Vec<File>,
-    sync: Option<std::thread::JoinHandle<Result<()>>>,
+    sync: Option<SyncThread>,
     /// Streams a later group took over before this one was durable: the length each had
     /// before this group wrote to it, and this group's requests on it.
     handed_over: Vec<(DocId, u64, Vec<usize>)>,
@@ -174,7 +178,7 @@ struct Unsynced<T> {
 const CHAIN_FOR: Duration = Duration::from_secs(1);
 
 /// The streams whose latest lines a failed sync lost, each with the length to cut it back to.
-type Lost = Option<((ExitCode, String), Vec<(DocId, u64)>)>;
+type Lost = Vec<(DocId, u64, (ExitCode, String))>;
 
 impl<T> Batcher<T> {
     /// A batcher that keeps at most `max_open_files` stream files open between groups.
@@ -300,18 +304,16 @@ impl<T> Batcher<T> {
         // The group before must be durable before this one writes after its lines.
         let finished = self.in_flight.take().map(|prev| {
             let (tag, outcomes_before, lost) = prev.finish(folder, &mut self.cache);
-            if let Some((error, lost)) = lost {
-                for (doc, len) in lost {
-                    let Some(Ok(stream)) = streams.get_mut(&doc) else {
-                        continue;
-                    };
-                    let _ = stream.stream.file.set_len(len);
-                    for i in stream.requests.drain(..) {
-                        outcomes[i] = Err(error.clone());
-                    }
-                    stream.pending.clear();
-                    stream.lost = true;
+            for (doc, len, error) in lost {
+                let Some(Ok(stream)) = streams.get_mut(&doc) else {
+                    continue;
+                };
+                let _ = stream.stream.file.set_len(len);
+                for i in stream.requests.drain(..) {
+                    outcomes[i] = Err(error.clone());
                 }
+                stream.pending.clear();
+                stream.lost = true;
             }
             (tag, outcomes_before)
         });
@@ -394,18 +396,25 @@ fn plan_streams(
     }
 }
 
+/// A group's sync, running on a thread of its own.
+type SyncThread = std::thread::JoinHandle<Synced>;
+
+/// What a sync thread hands back: whether the group is durable, and the lines it wrote itself,
+/// each stream's buffer with the result of its write.
+struct Synced {
+    result: Result<()>,
+    wrote: Vec<(DocId, String, Result<()>)>,
+}
+
 /// Writes each stream's planned lines (in parallel for many streams) and returns the requests
 /// whose write failed, and the sync that will make the rest durable: none when each stream
 /// was fsynced as it was written, a `syncfs` on a thread of its own for many streams (one
-/// sync rather than an fsync each, and three more for each new stream's directories).
-#[allow(clippy::type_complexity)]
+/// sync rather than an fsync each, and three more for each new stream's directories), or, for
+/// a large group to few streams, a thread that writes the lines too and fsyncs each file.
 fn write_streams(
     folder: &Folder,
     streams: &mut BTreeMap<DocId, Slot>,
-) -> (
-    HashMap<usize, (ExitCode, String)>,
-    Option<std::thread::JoinHandle<Result<()>>>,
-) {
+) -> (HashMap<usize, (ExitCode, String)>, Option<SyncThread>) {
     let pending = || {
         streams
             .values()
@@ -426,8 +435,35 @@ fn write_streams(
     } else {
         Durability::Fsync
     };
+    // Copying a large group's lines into the page cache takes the writing thread as long as
+    // planning them; the sync thread does it instead, for every stream it can (one that
+    // exists and ends in a complete line, through a duplicated descriptor).
+    let mut handed: Vec<Job> = Vec::new();
+    if fsync_later {
+        for (doc, slot) in streams.iter_mut() {
+            let Ok(stream) = slot else { continue };
+            if stream.pending.is_empty() || stream.tail.empty || stream.tail.partial_len > 0 {
+                continue;
+            }
+            let Ok(file) = stream.stream.file.try_clone() else {
+                continue;
+            };
+            stream.written = true;
+            stream.written_len = stream.pending.len() as u64;
+            handed.push(Job {
+                doc: doc.clone(),
+                file,
+                path: stream.path.clone(),
+                len: stream.tail.complete_len,
+                lines: std::mem::take(&mut stream.pending),
+            });
+        }
+    }
     let write_stream = |slot: &mut Slot| -> Vec<(usize, (ExitCode, String))> {
         let Ok(stream) = slot else { return Vec::new() };
+        if stream.written {
+            return Vec::new();
+        }
         if stream.pending.is_empty() {
             if stream.stream.created_file {
                 fsio::remove_new_stream(&stream.stream, &stream.path);
@@ -446,6 +482,7 @@ fn write_streams(
         ) {
             Ok(_) => {
                 stream.written = true;
+                stream.written_len = stream.pending.len() as u64;
                 Vec::new()
             }
             Err(e) => {
@@ -467,25 +504,41 @@ fn write_streams(
     };
     let mut failures: HashMap<usize, (ExitCode, String)> = failures.into_iter().flatten().collect();
     let sync = match sync {
-        Some(sync) => Some(std::thread::spawn(move || sync.finish())),
-        None if fsync_later => Some(fsync_on_a_thread(folder, streams, &mut failures)),
+        Some(sync) => Some(std::thread::spawn(move || Synced {
+            result: sync.finish(),
+            wrote: Vec::new(),
+        })),
+        None if fsync_later => Some(fsync_on_a_thread(folder, streams, handed, &mut failures)),
         None => None,
     };
     (failures, sync)
 }
 
-/// Starts fsyncing the streams this group wrote (and a new stream's directories) on a thread,
-/// through duplicated descriptors. A stream whose descriptor cannot be duplicated is fsynced
-/// here instead; if that fails, its lines are taken back and its requests fail.
+/// A stream's lines for the sync thread to write: at the end of `file`, `len` bytes long.
+struct Job {
+    doc: DocId,
+    file: File,
+    path: PathBuf,
+    len: u64,
+    lines: String,
+}
+
+/// Starts a thread that writes the `handed` lines and fsyncs them, and the streams this group
+/// wrote itself (and a new stream's directories), through duplicated descriptors. A stream
+/// whose descriptor cannot be duplicated is fsynced here instead; if that fails, its lines are
+/// taken back and its requests fail.
 fn fsync_on_a_thread(
     folder: &Folder,
     streams: &mut BTreeMap<DocId, Slot>,
+    handed: Vec<Job>,
     failures: &mut HashMap<usize, (ExitCode, String)>,
-) -> std::thread::JoinHandle<Result<()>> {
+) -> SyncThread {
     let streams_dir = folder.streams_dir();
     let mut files = Vec::new();
     for stream in streams.values_mut().filter_map(|s| s.as_mut().ok()) {
-        if !stream.written {
+        // The streams whose lines the thread writes (their buffer gone with them) it fsyncs
+        // after writing them.
+        if !stream.written || stream.pending.is_empty() {
             continue;
         }
         let new_file = stream.tail.empty;
@@ -504,10 +557,22 @@ fn fsync_on_a_thread(
         }
     }
     std::thread::spawn(move || {
-        for (file, path, new_file) in files {
-            sync_stream(&file, &path, new_file, &streams_dir)?;
+        let mut wrote = Vec::with_capacity(handed.len());
+        for mut job in handed {
+            let written =
+                fsio::append_or_roll_back(&mut job.file, &job.path, job.len, job.lines.as_bytes())
+                    .and_then(|()| {
+                        fsio::sync_file(&job.file, &job.path).inspect_err(|_| {
+                            // Not acknowledged: take the lines back; the error stands.
+                            let _ = job.file.set_len(job.len);
+                        })
+                    });
+            wrote.push((job.doc, job.lines, written));
         }
-        Ok(())
+        let result = files.iter().try_for_each(|(file, path, new_file)| {
+            sync_stream(file, path, *new_file, &streams_dir)
+        });
+        Synced { result, wrote }
     })
 }
 
@@ -560,13 +625,14 @@ impl<T> Unsynced<T> {
             pending: stream.pending,
             requests: Vec::new(),
             written: false,
+            written_len: 0,
             lost: false,
         };
         if stream.written {
             self.handed_over
                 .push((doc.clone(), stream.tail.complete_len, stream.requests));
             next.tail = Position {
-                complete_len: stream.tail.complete_len + next.pending.len() as u64,
+                complete_len: stream.tail.complete_len + stream.written_len,
                 partial_len: 0,
                 empty: false,
             };
@@ -579,10 +645,39 @@ impl<T> Unsynced<T> {
     /// or, if the sync failed, cuts its lines back off. Returns the tag, one outcome per
     /// request, and what a failed sync lost of the streams handed over.
     fn finish(mut self, folder: &Folder, cache: &mut HeadCache) -> (T, Vec<Outcome>, Lost) {
-        let synced = match self.sync.take() {
+        let Synced {
+            result: synced,
+            wrote,
+        } = match self.sync.take() {
             Some(sync) => sync.join().expect("the sync thread does not panic"),
-            None => Ok(()),
+            None => Synced {
+                result: Ok(()),
+                wrote: Vec::new(),
+            },
         };
+        // The lines the sync thread wrote: their buffers come back, and a write that failed
+        // (rolled back already) fails its stream's requests, and those a later group planned
+        // after them.
+        let mut failed_writes: HashMap<DocId, (ExitCode, String)> = HashMap::new();
+        for (doc, lines, written) in wrote {
+            let error = written.err().map(|e| refusal(&e));
+            match self.streams.get_mut(&doc) {
+                Some(stream) => {
+                    stream.pending = lines;
+                    if let Some(error) = error {
+                        for i in &stream.requests {
+                            self.failed.insert(*i, error.clone());
+                        }
+                        stream.written = false;
+                        stream.lost = true;
+                    }
+                }
+                None => {
+                    cache.recycle(lines);
+                    failed_writes.extend(error.map(|e| (doc, e)));
+                }
+            }
+        }
         for (doc, mut stream) in std::mem::take(&mut self.streams) {
             if stream.lost {
                 cache.recycle(stream.pending);
@@ -618,19 +713,18 @@ impl<T> Unsynced<T> {
             }
             cache.recycle(stream.pending);
         }
-        let lost = match &synced {
-            Ok(()) => None,
-            Err(e) => {
-                let mut lost = Vec::new();
-                for (doc, len, requests) in std::mem::take(&mut self.handed_over) {
-                    for i in requests {
-                        self.failed.insert(i, refusal(e));
-                    }
-                    lost.push((doc, len));
-                }
-                Some((refusal(e), lost))
+        let mut lost = Vec::new();
+        for (doc, len, requests) in std::mem::take(&mut self.handed_over) {
+            let error = match (failed_writes.remove(&doc), &synced) {
+                (Some(error), _) => error,
+                (None, Err(e)) => refusal(e),
+                (None, Ok(())) => continue,
+            };
+            for i in requests {
+                self.failed.insert(i, error.clone());
             }
-        };
+            lost.push((doc, len, error));
+        }
         drop(std::mem::take(&mut self.schema_locks));
         for (i, e) in self.failed.drain() {
             self.outcomes[i] = Err(e);
@@ -670,6 +764,7 @@ fn open_stream(
                         pending: cache.buffer(),
                         requests: Vec::new(),
                         written: false,
+                        written_len: 0,
                         lost: false,
                     }));
                 }
@@ -721,6 +816,7 @@ fn open_stream(
         pending: cache.buffer(),
         requests: Vec::new(),
         written: false,
+        written_len: 0,
         lost: false,
     }))
 }

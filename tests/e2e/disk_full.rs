@@ -85,6 +85,24 @@ fn assert_write_failed(out: &Output, what: &str) {
     );
 }
 
+/// Runs `append --batch` with `stdin` under the limit, expecting exit 1; its stdout and
+/// results.
+fn batch_failing(limit: u64, folder: &Path, stdin: &str) -> (String, Vec<Value>) {
+    let out = run_limited(
+        limit,
+        folder,
+        &["append", "--batch"],
+        Some(stdin.as_bytes()),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let results = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON result per request"))
+        .collect();
+    (stdout, results)
+}
+
 fn len(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().len()
 }
@@ -178,18 +196,7 @@ fn a_batch_whose_stream_hits_the_limit_fails_its_requests_and_keeps_the_others()
     .iter()
     .map(|l| format!("{l}\n"))
     .collect::<String>();
-    let out = run_limited(
-        limit,
-        f.path(),
-        &["append", "--batch"],
-        Some(stdin.as_bytes()),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let results: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON result per request"))
-        .collect();
+    let (stdout, results) = batch_failing(limit, f.path(), &stdin);
     assert_eq!(results.len(), 3, "{stdout}");
     for (i, result) in [(0, &results[0]), (2, &results[2])] {
         assert_eq!(result["error"]["code"], 1, "request {i}: {result}");
@@ -373,4 +380,69 @@ fn an_apply_that_hits_the_limit_leaves_the_failed_stream_unchanged() {
     assert_clone_prefix(src.path(), &fresh);
     let kept = std::fs::metadata(fresh.join("streams").join(&rel)).map_or(0, |m| m.len());
     assert!(kept <= 5_000, "{kept} bytes kept");
+}
+
+#[test]
+fn a_large_batch_to_few_streams_fails_only_the_requests_of_the_stream_that_hit_the_limit() {
+    // More than a megabyte to two existing streams: the lines are written (and fsynced) on
+    // the sync thread, and the write of one of them fails.
+    let doc = "full:1";
+    let f = TestFolder::new();
+    f.ok(&["append", doc, "--data", r#"{"n":0}"#]);
+    let big: String = (0..10)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"doc": doc, "set": {"blob": format!("{i}{}", "a".repeat(100_000))}})
+            )
+        })
+        .collect();
+    f.cmd()
+        .args(["append", "--batch"])
+        .write_stdin(big)
+        .assert()
+        .success();
+    f.ok(&["append", "other:1", "--data", r#"{"small":true}"#]);
+    let path = f.stream_file(doc);
+    let other = f.stream_file("other:1");
+    let full_before = std::fs::read(&path).unwrap();
+    let other_before = std::fs::read(&other).unwrap();
+    let limit = len(&path) + 300;
+    let stdin: String = (0..60)
+        .map(|i| {
+            let target = if i % 2 == 0 { doc } else { "other:1" };
+            format!(
+                "{}\n",
+                json!({"doc": target, "set": {"blob": format!("{i}{}", "b".repeat(20_000))}})
+            )
+        })
+        .collect();
+    assert!(stdin.len() > 1 << 20);
+    let (stdout, results) = batch_failing(limit, f.path(), &stdin);
+    assert_eq!(results.len(), 60);
+    for (i, result) in results.iter().enumerate() {
+        if i % 2 == 0 {
+            assert_eq!(result["error"]["code"], 1, "request {i}: {result}");
+            let message = result["error"]["message"].as_str().unwrap();
+            assert!(message.contains("File too large"), "{message}");
+        } else {
+            assert_eq!(result["seq"], i / 2 + 1, "request {i}: {result}");
+        }
+    }
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        full_before,
+        "the failed stream changed"
+    );
+    // The other stream holds exactly the lines answered for it.
+    let other_after = std::fs::read(&other).unwrap();
+    let answered: String = stdout
+        .lines()
+        .skip(1)
+        .step_by(2)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(&other_after[..other_before.len()], &other_before[..]);
+    assert_eq!(&other_after[other_before.len()..], answered.as_bytes());
+    f.ok(&["verify"]);
 }
