@@ -454,7 +454,7 @@ fn write_streams(
                 doc: doc.clone(),
                 file,
                 path: stream.path.clone(),
-                len: stream.tail.complete_len,
+                tail: stream.tail,
                 lines: std::mem::take(&mut stream.pending),
             });
         }
@@ -514,12 +514,12 @@ fn write_streams(
     (failures, sync)
 }
 
-/// A stream's lines for the sync thread to write: at the end of `file`, `len` bytes long.
+/// A stream's lines for the sync thread to write at `tail`, the end of `file`.
 struct Job {
     doc: DocId,
     file: File,
     path: PathBuf,
-    len: u64,
+    tail: Position,
     lines: String,
 }
 
@@ -556,17 +556,20 @@ fn fsync_on_a_thread(
             }
         }
     }
+    let folder = folder.clone();
     std::thread::spawn(move || {
         let mut wrote = Vec::with_capacity(handed.len());
         for mut job in handed {
-            let written =
-                fsio::append_or_roll_back(&mut job.file, &job.path, job.len, job.lines.as_bytes())
-                    .and_then(|()| {
-                        fsio::sync_file(&job.file, &job.path).inspect_err(|_| {
-                            // Not acknowledged: take the lines back; the error stands.
-                            let _ = job.file.set_len(job.len);
-                        })
-                    });
+            // The commit of a single append: written, fsynced, taken back if either fails.
+            let written = commit(
+                &folder,
+                &mut job.file,
+                &job.path,
+                job.tail,
+                &job.lines,
+                Durability::Fsync,
+            )
+            .map(|_| ());
             wrote.push((job.doc, job.lines, written));
         }
         let result = files.iter().try_for_each(|(file, path, new_file)| {
