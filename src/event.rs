@@ -208,7 +208,7 @@ impl Envelope<'_> {
         out.push_str("{\"seq\":");
         out.push_str(itoa::Buffer::new().format(self.seq));
         out.push_str(",\"doc\":");
-        out.push_str(&serde_json::to_string(self.doc).expect("a string serialises"));
+        crate::canonical::push_string(out, self.doc);
         out.push_str(",\"type\":\"");
         out.push_str(self.kind.as_str());
         out.push_str("\",\"timestamp\":\"");

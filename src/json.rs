@@ -79,7 +79,9 @@ pub fn depth(value: &Value) -> usize {
 /// numbers as serde_json writes them (integers exactly, other numbers in the shortest form that
 /// reads back as the same double).
 pub fn canonical(value: &Value) -> String {
-    serde_json::to_string(value).expect("a JSON value always serialises")
+    let mut out = String::new();
+    crate::canonical::push_value(&mut out, value);
+    out
 }
 
 /// JSON equality as RFC 6902 defines it for `test`: numbers are equal when numerically equal

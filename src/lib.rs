@@ -6,6 +6,7 @@
 pub mod append;
 pub mod apply;
 pub mod batch;
+pub mod canonical;
 pub mod cli;
 pub mod clone;
 pub mod doc_id;
