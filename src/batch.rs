@@ -11,7 +11,7 @@
 //! write, still locked, and only tries the locks of its others (waiting for one while holding
 //! the group before's would break the lock order); it writes once the group before is durable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -238,10 +238,10 @@ impl<T> Batcher<T> {
         // that writer could be waiting for one of ours. So the streams it does not take over
         // are only tried; if one is held, what was tried goes back, the group before is
         // finished (its locks released), and this group opens its streams waiting, in order.
-        let mut slots: BTreeMap<DocId, Option<Slot>> = requests
-            .iter()
-            .map(|(_, request)| (request.doc.clone(), None))
-            .collect();
+        // Distinct streams first: a group to one stream holds one id, not one per request.
+        let docs: BTreeSet<&DocId> = requests.iter().map(|(_, request)| &request.doc).collect();
+        let mut slots: BTreeMap<DocId, Option<Slot>> =
+            docs.into_iter().map(|doc| (doc.clone(), None)).collect();
         if let Some(prev) = &self.in_flight {
             let mut busy = false;
             for (doc, slot) in slots.iter_mut() {
@@ -270,7 +270,11 @@ impl<T> Batcher<T> {
             if slot.is_some() {
                 continue;
             }
-            let taken = self.in_flight.as_mut().and_then(|prev| prev.hand_over(doc));
+            let cache = &mut self.cache;
+            let taken = self
+                .in_flight
+                .as_mut()
+                .and_then(|prev| prev.hand_over(doc, cache));
             *slot = Some(match taken {
                 Some(stream) => Ok(stream),
                 None => match open_stream(folder, doc, &mut self.cache, Wait::Yes) {
@@ -611,7 +615,7 @@ impl<T> Unsynced<T> {
     /// Hands `doc`'s stream, still locked, to the next group, which appends after this
     /// group's lines. `None` when this group does not hold it (or lost it), and the next group
     /// opens it itself.
-    fn hand_over(&mut self, doc: &DocId) -> Option<OpenStream> {
+    fn hand_over(&mut self, doc: &DocId, cache: &mut HeadCache) -> Option<OpenStream> {
         let stream = self.streams.remove(doc)?;
         if stream.lost {
             return None;
@@ -639,6 +643,11 @@ impl<T> Unsynced<T> {
                 partial_len: 0,
                 empty: false,
             };
+        }
+        if next.pending.capacity() == 0 {
+            // The lines went to the sync thread with their buffer: a recycled one saves
+            // growing a new buffer to the group's size, page by fresh page.
+            next.pending = cache.buffer();
         }
         next.pending.clear();
         Some(next)
