@@ -11,6 +11,10 @@ use crate::{DocId, Error, Folder, Result, request_line};
 
 /// The most requests committed in one group.
 const GROUP_LINES: usize = 50_000;
+/// The most requests to one stream in one group. A stream's lines are written in one piece;
+/// beyond a few megabytes, a larger piece costs more (in fresh pages and in the kernel's
+/// writeback) than the extra group's sync, which overlaps with planning the next one.
+const GROUP_LINES_PER_STREAM: usize = 10_000;
 /// The most streams one group holds open and locked, when the open-file limit allows.
 const GROUP_STREAMS: usize = 8192;
 
@@ -68,7 +72,7 @@ pub fn run(folder: &Folder) -> Result<ExitCode> {
                 break;
             }
         }
-        let groups = split_by_streams(&requests, streams_per_group);
+        let groups = split_into_groups(&requests, streams_per_group);
         let round = rounds.start(requests.len(), groups.len());
         for group in groups {
             let group_requests: Vec<&Result<Request>> =
@@ -131,27 +135,41 @@ impl Rounds {
     }
 }
 
-/// Splits requests into groups touching at most `streams_per_group` streams each, every stream's
-/// requests in one group and in input order (there is no order across streams to keep).
-/// Returns each group's indexes into `requests`.
-fn split_by_streams(requests: &[Result<Request>], streams_per_group: usize) -> Vec<Vec<usize>> {
-    if requests.len() <= streams_per_group {
+/// Splits requests into groups of at most `streams_per_group` streams and at most
+/// [`GROUP_LINES_PER_STREAM`] requests to one stream, each stream's requests in input order
+/// across the groups (there is no order across streams to keep). Returns each group's
+/// indexes into `requests`.
+fn split_into_groups(requests: &[Result<Request>], streams_per_group: usize) -> Vec<Vec<usize>> {
+    if requests.len() <= streams_per_group.min(GROUP_LINES_PER_STREAM) {
         return vec![(0..requests.len()).collect()];
     }
-    let mut group_of: HashMap<&DocId, usize> = HashMap::new();
+    // Each stream's latest group, and how many of its requests that group holds.
+    let mut latest: HashMap<&DocId, (usize, usize)> = HashMap::new();
     let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
     let mut streams_in_last = 0;
     for (i, request) in requests.iter().enumerate() {
         let group = match request {
             Err(_) => 0,
-            Ok(r) => *group_of.entry(&r.doc).or_insert_with(|| {
-                if streams_in_last == streams_per_group {
-                    groups.push(Vec::new());
-                    streams_in_last = 0;
+            Ok(r) => {
+                let (group, count) = latest.entry(&r.doc).or_insert((usize::MAX, 0));
+                if *group == usize::MAX || *count == GROUP_LINES_PER_STREAM {
+                    // A later group than the stream's last: the last one, if it is later and
+                    // has room for one more stream, or a new one.
+                    let last = groups.len() - 1;
+                    let fits = streams_in_last < streams_per_group;
+                    if (*group == usize::MAX || *group < last) && fits {
+                        *group = last;
+                    } else {
+                        groups.push(Vec::new());
+                        streams_in_last = 0;
+                        *group = groups.len() - 1;
+                    }
+                    streams_in_last += 1;
+                    *count = 0;
                 }
-                streams_in_last += 1;
-                groups.len() - 1
-            }),
+                *count += 1;
+                *group
+            }
         };
         groups[group].push(i);
     }
@@ -170,5 +188,65 @@ fn print(
             first_refusal.get_or_insert(code);
             out.json(&serde_json::json!({"error": {"code": code.code(), "message": message}, "line": line_no}))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requests(docs: impl IntoIterator<Item = String>) -> Vec<Result<Request>> {
+        docs.into_iter()
+            .map(|doc| {
+                request_line::parse(format!(r#"{{"doc":"{doc}","set":{{"n":1}}}}"#).as_bytes())
+            })
+            .collect()
+    }
+
+    /// Every request in exactly one group; each stream's requests in input order across the
+    /// groups, at most `per_stream` of them and at most `streams` streams in a group.
+    fn check(requests: &[Result<Request>], groups: &[Vec<usize>], streams: usize) {
+        let mut seen: Vec<usize> = groups.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..requests.len()).collect::<Vec<_>>());
+        let doc = |i: usize| &requests[i].as_ref().unwrap().doc;
+        let mut last_of: HashMap<&DocId, usize> = HashMap::new();
+        for group in groups {
+            let mut counts: HashMap<&DocId, usize> = HashMap::new();
+            for &i in group {
+                *counts.entry(doc(i)).or_default() += 1;
+                if let Some(before) = last_of.insert(doc(i), i) {
+                    assert!(before < i, "{} out of order", doc(i));
+                }
+            }
+            assert!(
+                counts.len() <= streams,
+                "{} streams in a group",
+                counts.len()
+            );
+            assert!(counts.values().all(|&n| n <= GROUP_LINES_PER_STREAM));
+        }
+    }
+
+    #[test]
+    fn one_busy_stream_is_split_into_groups_of_at_most_the_lines_per_stream() {
+        let n = 2 * GROUP_LINES_PER_STREAM + 1000;
+        let all = requests((0..n).map(|i| format!("d:{}", if i % 100 == 0 { i % 7 } else { 0 })));
+        let groups = split_into_groups(&all, 8192);
+        check(&all, &groups, 8192);
+        assert_eq!(
+            groups.len(),
+            3,
+            "{:?}",
+            groups.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn many_streams_are_split_into_groups_of_at_most_the_streams_per_group() {
+        let all = requests((0..5000).map(|i| format!("d:{}", i % 1200)));
+        let groups = split_into_groups(&all, 500);
+        check(&all, &groups, 500);
+        assert_eq!(groups.len(), 3);
     }
 }

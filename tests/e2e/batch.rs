@@ -277,3 +277,29 @@ fn a_patch_in_a_batch_line_is_read_and_refused_exactly_as_append_patch_reads_it(
     }
     assert_folder_unchanged(&before, &f.snapshot(), &"refused patches");
 }
+
+/// More requests to one document than one group takes: the groups follow one another on the
+/// stream, every result in input order and exactly as stored.
+#[test]
+fn a_batch_to_one_document_larger_than_a_group_is_stored_in_order_exactly_as_answered() {
+    let f = TestFolder::new();
+    let mut input = format!("{}\n", json!({"doc": "busy:1", "data": {"n": 0}}));
+    for i in 1..25_000 {
+        let request = if i % 1000 == 0 {
+            json!({"doc": format!("calm:{i}"), "data": {"n": i}})
+        } else {
+            json!({"doc": "busy:1", "set": {"n": i}})
+        };
+        input.push_str(&format!("{request}\n"));
+    }
+    let (code, results) = batch(&f, &input);
+    assert_eq!(code, 0);
+    assert_eq!(results.len(), 25_000);
+    let answered: Vec<&Value> = results.iter().filter(|r| r["doc"] == "busy:1").collect();
+    assert!(answered.iter().enumerate().all(|(seq, r)| r["seq"] == seq));
+    let stored = f.ndjson(&["log", "busy:1"]);
+    assert_eq!(stored.len(), answered.len());
+    assert!(stored.iter().zip(&answered).all(|(s, a)| s == *a));
+    assert_eq!(f.json(&["get", "busy:1"])["state"]["n"], 24_999);
+    assert_eq!(f.json(&["verify", "--json"])["events"], 25_000);
+}
