@@ -34,10 +34,13 @@ struct Entry<'a> {
     state: &'a RawValue,
 }
 
-/// Where a point lies: after a seq, or at an instant (stored form).
+/// Where a point lies: after a seq, at an instant, or just before an instant (stored form).
 pub enum Target<'a> {
     Seq(u64),
     Time(&'a str),
+    /// The last checkpoint strictly earlier than the instant: every event at or after the
+    /// instant comes after it.
+    Before(&'a str),
 }
 
 /// The checkpoints of one stream.
@@ -91,6 +94,7 @@ impl Index {
             .partition_point(|(seq, timestamp, _)| match target {
                 Target::Seq(n) => seq <= n,
                 Target::Time(t) => timestamp.as_str() <= *t,
+                Target::Before(t) => timestamp.as_str() < *t,
             });
         let (_, _, range) = self.lines.get(count.checked_sub(1)?)?;
         let entry: Entry = serde_json::from_str(&self.text[range.clone()]).ok()?;

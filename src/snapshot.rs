@@ -86,11 +86,41 @@ pub fn position_before(
     let Some(last_before) = seq.checked_sub(1) else {
         return Position::start();
     };
+    latest_start(folder, doc, file, path, Target::Seq(last_before), |p| {
+        p.next_seq <= seq
+    })
+}
+
+/// Where to start reading `doc`'s stream to see every event at or after `since` (stored
+/// form): just after the latest snapshot or index checkpoint strictly earlier than it, or at
+/// the start. Timestamps never decrease within a stream, so nothing before that is needed.
+pub fn position_before_time(
+    folder: &Folder,
+    doc: &DocId,
+    file: &File,
+    path: &std::path::Path,
+    since: &str,
+) -> Position {
+    latest_start(folder, doc, file, path, Target::Before(since), |p| {
+        p.prev_timestamp.as_str() < since
+    })
+}
+
+/// The later of the snapshot (if `snapshot_fits`) and the index checkpoint for `target`, both
+/// checked against the stream; the start of the stream without either.
+fn latest_start(
+    folder: &Folder,
+    doc: &DocId,
+    file: &File,
+    path: &std::path::Path,
+    target: Target,
+    snapshot_fits: impl Fn(&Position) -> bool,
+) -> Position {
     let snapshot = load(folder, doc, file, path)
         .map(|(_, position)| position)
-        .filter(|p| p.next_seq <= seq);
+        .filter(snapshot_fits);
     let checkpoint = Index::load(folder, doc)
-        .resume(&Target::Seq(last_before), file, path)
+        .resume(&target, file, path)
         .map(|(_, position)| position);
     snapshot
         .into_iter()

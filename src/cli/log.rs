@@ -6,8 +6,8 @@ use crate::{DocId, Error, Result, io as fsio, snapshot, time};
 /// Print a document's stored events, one per line, exactly as stored.
 ///
 /// Every event is checked against the hash chain as it is read. The filters are inclusive and
-/// can be combined; timestamps never decrease within a stream. With --from, reading starts
-/// just after the latest snapshot or index checkpoint before it (both derived data under
+/// can be combined; timestamps never decrease within a stream. With --from or --since, reading
+/// starts just after the latest snapshot or index checkpoint before it (both derived data under
 /// `cache/`, checked against the stream's bytes where they point), so the events before are
 /// not read: `eventdir verify` checks a whole stream.
 #[derive(clap::Args, Debug)]
@@ -51,10 +51,18 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
     let file = fsio::open_read(&path)?.ok_or_else(|| Error::NotFound {
         doc: doc.to_string(),
     })?;
-    let start = match args.from {
-        Some(from) => snapshot::position_before(&folder, &doc, &file, &path, from),
-        None => Position::start(),
-    };
+    // Both bounds skip what lies before them; the later start wins.
+    let from = args
+        .from
+        .map(|from| snapshot::position_before(&folder, &doc, &file, &path, from));
+    let since_start = since
+        .as_deref()
+        .map(|since| snapshot::position_before_time(&folder, &doc, &file, &path, since));
+    let start = from
+        .into_iter()
+        .chain(since_start)
+        .max_by_key(|p| p.next_seq)
+        .unwrap_or_else(Position::start);
     let reader = StreamReader::at(
         file,
         path,

@@ -211,3 +211,52 @@ fn log_from_a_late_seq_starts_at_a_checkpoint_and_reads_nothing_before_it() {
     let (code, _, _) = f.run(&["log", "long:1", "--from", "2990"]);
     assert_eq!(code, 4);
 }
+
+#[test]
+fn log_since_a_late_time_starts_at_a_checkpoint_and_reads_nothing_before_it() {
+    let f = TestFolder::new();
+    append(&f, &["long:1", "--data", r#"{"n":0}"#]);
+    let mut input = String::new();
+    for n in 1..3000 {
+        input.push_str(&format!(
+            "{}\n",
+            serde_json::json!({"doc": "long:1", "set": {"n": n}})
+        ));
+    }
+    f.batch_ok(&input);
+    // A point-in-time read folds past seqs 1023 and 2047 and leaves checkpoints there.
+    f.ok(&["at", "long:1", "--seq", "2999"]);
+    let all = f.ok(&["log", "long:1"]);
+    let since = timestamp(all.lines().nth(2990).unwrap());
+    let expected: String = all
+        .lines()
+        .filter(|l| timestamp(l) >= since)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(f.ok(&["log", "long:1", "--since", &since]), expected);
+    // Damage seq 5: a full log refuses it, a log since the time of seq 2990 never reads it.
+    let path = f.stream_file("long:1");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let at = text.match_indices('\n').nth(4).unwrap().0 + 1;
+    let at = at + text[at..].find("\"value\":5").unwrap() + 8;
+    let mut damaged = text.into_bytes();
+    damaged[at] = b'6';
+    std::fs::write(&path, damaged).unwrap();
+    let (code, _, stderr) = f.run(&["log", "long:1", "--since", "2000-01-01T00:00:00Z"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("seq 5"), "{stderr}");
+    assert_eq!(f.ok(&["log", "long:1", "--since", &since]), expected);
+    // Combined with --from, the later start wins and the filters still both apply.
+    assert_eq!(
+        f.ok(&["log", "long:1", "--since", &since, "--from", "2995"]),
+        expected
+            .lines()
+            .filter(|l| seqs(l)[0] >= 2995)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    );
+    // Without cache/, the log reads from the start again and finds the damage.
+    std::fs::remove_dir_all(f.path().join("cache")).unwrap();
+    let (code, _, _) = f.run(&["log", "long:1", "--since", &since]);
+    assert_eq!(code, 4);
+}
