@@ -7,19 +7,13 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::{Error, Result};
+use crate::{Error, Result, no_symlinks};
 
 /// Opens an existing stream file for reading without following a symlink, neither the file
 /// itself nor its shard and type directories. Returns `None` when the file does not exist.
 pub fn open_read(path: &Path) -> Result<Option<File>> {
-    match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    {
-        // Checked after the open, so that looking for a stream that does not exist (a
-        // type's schema, on every append) costs one system call, not three.
-        Ok(file) => refuse_symlinked_dirs(path).map(|()| Some(file)),
+    match crate::no_symlinks::open(path, libc::O_RDONLY, 0)? {
+        Ok(file) => Ok(Some(file)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(refusal(path, e)),
     }
@@ -54,20 +48,16 @@ pub enum Wait {
 /// [`open_locked`], or `None` when `wait` is [`Wait::No`] and another writer holds the lock
 /// (the file, if this call created it, stays: empty, and that writer's now).
 pub fn try_open_locked(root: &Path, path: &Path, wait: Wait) -> Result<Option<LockedStream>> {
+    const APPEND: libc::c_int = libc::O_RDWR | libc::O_APPEND;
     loop {
-        let mut options = OpenOptions::new();
-        options
-            .read(true)
-            .append(true)
-            .custom_flags(libc::O_NOFOLLOW);
-        refuse_symlinked_dirs(path)?;
-        let (file, created_file, created_dirs) = match options.open(path) {
+        let (file, created_file, created_dirs) = match no_symlinks::open(path, APPEND, 0)? {
             Ok(file) => (file, false, Vec::new()),
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(refusal(path, e)),
             Err(_) => {
                 let parent = path.parent().expect("a stream file has a directory");
                 let created_dirs = create_dirs(root, parent)?;
-                match options.create_new(true).mode(0o644).open(path) {
+                let create = APPEND | libc::O_CREAT | libc::O_EXCL;
+                match no_symlinks::open(path, create, 0o644)? {
                     Ok(file) => (file, true, created_dirs),
                     Err(e)
                         if matches!(
@@ -142,24 +132,6 @@ pub fn relock(file: File, path: &Path, len: u64, wait: Wait) -> Result<Relocked>
 pub fn unlock(stream: LockedStream, path: &Path) -> Result<File> {
     stream.file.unlock().map_err(Error::io("unlock", path))?;
     Ok(stream.file)
-}
-
-/// Refuses a stream path whose shard or type directory (`streams/TYPE/SHARD/`) is a symlink, so
-/// that no stream is read or written outside the folder.
-fn refuse_symlinked_dirs(path: &Path) -> Result<()> {
-    for dir in path.ancestors().skip(1).take(2) {
-        match fs::symlink_metadata(dir) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(Error::Io {
-                    action: "use",
-                    path: dir.to_path_buf(),
-                    source: io::Error::other("it is a symlink, which eventdir refuses to follow"),
-                });
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// Whether `file` is still the file at `path` (not unlinked or replaced since it was opened).

@@ -18,6 +18,7 @@ pub mod folder;
 pub mod index;
 pub mod io;
 pub mod json;
+pub mod no_symlinks;
 pub mod patch;
 pub mod read_ahead;
 pub mod request_line;
