@@ -18,8 +18,7 @@ use rayon::prelude::*;
 
 use crate::event::Hash;
 use crate::stream::{
-    HASH_TAIL, Position, StreamReader, TAIL_WINDOW, hash_from_line_end, read_tail,
-    stored_hash_before,
+    EndWindow, HASH_TAIL, Position, StreamReader, hash_from_line_end, tail_from_end,
 };
 use crate::verify::{Head, digest};
 use crate::{DocId, Error, Folder, Result, io as fsio};
@@ -191,11 +190,17 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
     // The common case of an incremental clone: the stream did not change since the last run.
     // Same length, same last seq and hash on both sides mean the same bytes (the hash covers
     // every earlier byte), so nothing is read or parsed beyond the two last lines' ends.
+    // Each side's end is read once, for this check and for the full one below.
     let dst_path = dst.stream_path(&doc);
     let dst_file = fsio::open_read(&dst_path)?;
-    if let Some(dst_file) = &dst_file
-        && let Some(src_head) = quick_head(&src_file, &src_path)
-        && quick_head(dst_file, &dst_path) == Some(src_head)
+    let src_end = EndWindow::read(&src_file, &src_path)?;
+    let dst_end = match &dst_file {
+        Some(file) => Some(EndWindow::read(file, &dst_path)?),
+        None => None,
+    };
+    if let Some(dst_end) = &dst_end
+        && let Some(src_head) = quick_head(&src_end)
+        && quick_head(dst_end) == Some(src_head)
     {
         let (seq, hash, to) = src_head;
         return Ok(Some(Plan {
@@ -211,7 +216,7 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
             dst_torn: false,
         }));
     }
-    let tail = read_tail(&src_file, &src_path, &doc, src.max_event_bytes())?;
+    let tail = tail_from_end(&src_file, &src_path, &doc, src.max_event_bytes(), &src_end)?;
     let Some(last) = tail.last else {
         return Ok(None);
     };
@@ -221,10 +226,11 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
         hash: last.hash,
     };
     let mut dst_torn = false;
-    let start = match dst_file {
+    let start = match dst_file.zip(dst_end) {
         None => Position::start(),
-        Some(dst_file) => {
-            let dst_tail = read_tail(&dst_file, &dst_path, &doc, dst.max_event_bytes())?;
+        Some((dst_file, dst_end)) => {
+            let dst_tail =
+                tail_from_end(&dst_file, &dst_path, &doc, dst.max_event_bytes(), &dst_end)?;
             dst_torn = dst_tail.partial_len > 0;
             match dst_tail.last {
                 None => Position::start(),
@@ -241,7 +247,7 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
                         )));
                     }
                     let same =
-                        stored_hash_before(&src_file, &src_path, at).ok() == Some(dst_last.hash);
+                        src_end.hash_before(&src_file, &src_path, at).ok() == Some(dst_last.hash);
                     if !same {
                         return Err(diverged(format!(
                             "the destination's seq {} differs from the source's",
@@ -269,24 +275,21 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
 
 /// The last seq and hash of a stream whose file ends with a complete line, and its length,
 /// read from the last line's two ends without parsing it.
-fn quick_head(file: &File, path: &Path) -> Option<(u64, crate::event::Hash, u64)> {
-    let len = file.metadata().ok()?.len();
+fn quick_head(end: &EndWindow) -> Option<(u64, crate::event::Hash, u64)> {
     // The line starts after the previous newline; its first bytes are `{"seq":N,`. A last
     // line longer than the window takes the full path.
-    let mut back = vec![0u8; len.min(TAIL_WINDOW) as usize];
-    let from = len - back.len() as u64;
-    fsio::read_exact_at(file, path, &mut back, from).ok()?;
+    let back = &end.bytes;
     let hash = hash_from_line_end(&back[back.len().checked_sub(HASH_TAIL)?..]).ok()?;
     let body = &back[..back.len() - 1];
     let start = memchr::memrchr(b'\n', body).map_or(0, |i| i + 1);
-    if start == 0 && from > 0 {
+    if start == 0 && end.start > 0 {
         return None; // a line longer than what was read: let the full path handle it
     }
     let rest = std::str::from_utf8(&body[start..])
         .ok()?
         .strip_prefix("{\"seq\":")?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    Some((rest[..digits].parse().ok()?, hash, len))
+    Some((rest[..digits].parse().ok()?, hash, end.file_len))
 }
 
 /// Copies the planned bytes, checking every line against the chain, and fsyncs. A failure

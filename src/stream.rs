@@ -249,14 +249,55 @@ pub struct Tail {
     pub last: Option<StoredEvent>,
 }
 
+/// The end of a stream file as one read finds it: the file's length and its last
+/// [`TAIL_WINDOW`] bytes (or all of them, in a shorter file).
+pub struct EndWindow {
+    pub file_len: u64,
+    /// Where `bytes` start in the file.
+    pub start: u64,
+    pub bytes: Vec<u8>,
+}
+
+impl EndWindow {
+    /// Reads the end of `file`.
+    pub fn read(file: &File, path: &Path) -> Result<EndWindow> {
+        let file_len = file.metadata().map_err(Error::io("inspect", path))?.len();
+        let start = file_len.saturating_sub(TAIL_WINDOW);
+        let mut bytes = vec![0u8; (file_len - start) as usize];
+        fsio::read_exact_at(file, path, &mut bytes, start)?;
+        Ok(EndWindow {
+            file_len,
+            start,
+            bytes,
+        })
+    }
+
+    /// [`stored_hash_before`], from the window when it holds that hash.
+    pub fn hash_before(&self, file: &File, path: &Path, line_start: u64) -> Result<Hash, String> {
+        if line_start >= self.start + HASH_TAIL as u64 && line_start <= self.file_len {
+            let at = (line_start - self.start) as usize;
+            return hash_from_line_end(&self.bytes[at - HASH_TAIL..at]);
+        }
+        stored_hash_before(file, path, line_start)
+    }
+}
+
 /// Reads the last event of a stream from the end of its file, without reading the rest.
 pub fn read_tail(file: &File, path: &Path, doc: &DocId, max_line: usize) -> Result<Tail> {
-    let file_len = file.metadata().map_err(Error::io("inspect", path))?.len();
+    tail_from_end(file, path, doc, max_line, &EndWindow::read(file, path)?)
+}
+
+/// [`read_tail`] from the end of the file already read.
+pub fn tail_from_end(
+    file: &File,
+    path: &Path,
+    doc: &DocId,
+    max_line: usize,
+    end: &EndWindow,
+) -> Result<Tail> {
     // One read from the end usually holds the partial tail, the last line and the hash that
     // ends the line before it; the block scans below are for lines longer than that.
-    let window_start = file_len.saturating_sub(TAIL_WINDOW);
-    let mut window = vec![0u8; (file_len - window_start) as usize];
-    fsio::read_exact_at(file, path, &mut window, window_start)?;
+    let (file_len, window_start, window) = (end.file_len, end.start, &end.bytes);
     // The last newline before `end`: from the window when it can tell, else by block scans.
     let last_newline = |end: u64| -> Result<Option<u64>> {
         if end >= window_start {
