@@ -132,7 +132,8 @@ pub fn append(folder: &Folder, request: &Request) -> Result<Appended> {
     let doc = &request.doc;
     refuse_replica(folder, doc)?;
     let path = folder.stream_path(doc);
-    if fsio::open_read(&path)?.is_none() {
+    let existing = fsio::open_existing_locked(&path)?;
+    if existing.is_none() {
         // Judge the request against an empty stream before creating anything, so that a
         // refused request leaves no file or directory behind.
         let history = match doc.schema_doc() {
@@ -150,7 +151,10 @@ pub fn append(folder: &Folder, request: &Request) -> Result<Appended> {
             &mut String::new(),
         )?;
     }
-    let mut stream = fsio::open_locked(&folder.streams_dir(), &path)?;
+    let mut stream = match existing {
+        Some(stream) => stream,
+        None => fsio::open_locked(&folder.streams_dir(), &path)?,
+    };
     let result = append_locked(folder, request, &mut stream.file, &path);
     if result.is_err() && stream.created_file {
         fsio::remove_new_stream(&stream, &path);

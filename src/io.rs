@@ -48,12 +48,30 @@ pub enum Wait {
 /// [`open_locked`], or `None` when `wait` is [`Wait::No`] and another writer holds the lock
 /// (the file, if this call created it, stays: empty, and that writer's now).
 pub fn try_open_locked(root: &Path, path: &Path, wait: Wait) -> Result<Option<LockedStream>> {
+    open_locked_creating(Some(root), path, wait)
+}
+
+/// [`open_locked`] of a stream file that exists: `None` when there is none, and nothing is
+/// created. One open for a writer that must judge a request before creating a stream.
+pub fn open_existing_locked(path: &Path) -> Result<Option<LockedStream>> {
+    open_locked_creating(None, path, Wait::Yes)
+}
+
+/// Opens and locks `path`, creating it and its directories below `create_below` when given.
+fn open_locked_creating(
+    create_below: Option<&Path>,
+    path: &Path,
+    wait: Wait,
+) -> Result<Option<LockedStream>> {
     const APPEND: libc::c_int = libc::O_RDWR | libc::O_APPEND;
     loop {
         let (file, created_file, created_dirs) = match no_symlinks::open(path, APPEND, 0)? {
             Ok(file) => (file, false, Vec::new()),
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(refusal(path, e)),
             Err(_) => {
+                let Some(root) = create_below else {
+                    return Ok(None);
+                };
                 let parent = path.parent().expect("a stream file has a directory");
                 let created_dirs = create_dirs(root, parent)?;
                 let create = APPEND | libc::O_CREAT | libc::O_EXCL;
