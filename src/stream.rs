@@ -341,11 +341,8 @@ pub fn tail_from_end(
     }
     let prev_hash = if start == 0 {
         Ok(ZERO_HASH)
-    } else if start >= window_start + HASH_TAIL as u64 {
-        let at = (start - window_start) as usize;
-        hash_from_line_end(&window[at - HASH_TAIL..at])
     } else {
-        stored_hash_before(file, path, start)
+        end.hash_before(file, path, start)
     }
     .map_err(|r| corrupt(None, r))?;
     let line = if start >= window_start {
