@@ -173,9 +173,9 @@ fn log_with_bad_arguments_exits_2() {
     refused(&f, &["log"], 2);
 }
 
-#[test]
-fn log_from_a_late_seq_starts_at_a_checkpoint_and_reads_nothing_before_it() {
-    let f = TestFolder::new();
+/// `long:1` with 3 000 events, and index checkpoints after seqs 1023 and 2047 (left by a
+/// point-in-time read that folds past them); returns its full log.
+fn long_document_with_checkpoints(f: &TestFolder) -> String {
     let mut input = format!(
         "{}\n",
         serde_json::json!({"doc": "long:1", "data": {"n": 0}})
@@ -187,12 +187,12 @@ fn log_from_a_late_seq_starts_at_a_checkpoint_and_reads_nothing_before_it() {
         ));
     }
     f.batch_ok(&input);
-    // A point-in-time read folds past seqs 1023 and 2047 and leaves checkpoints there.
     f.ok(&["at", "long:1", "--seq", "2999"]);
-    let all = f.ok(&["log", "long:1"]);
-    let tail: String = all.lines().skip(2990).map(|l| format!("{l}\n")).collect();
-    assert_eq!(f.ok(&["log", "long:1", "--from", "2990"]), tail);
-    // Damage seq 5: a full log refuses it, a log from seq 2990 never reads it.
+    f.ok(&["log", "long:1"])
+}
+
+/// Changes the value stored in `long:1`'s seq 5, so that reading that line fails its hash.
+fn damage_seq_5(f: &TestFolder) {
     let path = f.stream_file("long:1");
     let text = std::fs::read_to_string(&path).unwrap();
     let at = text.match_indices('\n').nth(4).unwrap().0 + 1;
@@ -200,6 +200,16 @@ fn log_from_a_late_seq_starts_at_a_checkpoint_and_reads_nothing_before_it() {
     let mut damaged = text.into_bytes();
     damaged[at] = b'6';
     std::fs::write(&path, damaged).unwrap();
+}
+
+#[test]
+fn log_from_a_late_seq_starts_at_a_checkpoint_and_reads_nothing_before_it() {
+    let f = TestFolder::new();
+    let all = long_document_with_checkpoints(&f);
+    let tail: String = all.lines().skip(2990).map(|l| format!("{l}\n")).collect();
+    assert_eq!(f.ok(&["log", "long:1", "--from", "2990"]), tail);
+    // Damage seq 5: a full log refuses it, a log from seq 2990 never reads it.
+    damage_seq_5(&f);
     let (code, _, stderr) = f.run(&["log", "long:1"]);
     assert_eq!(code, 4, "{stderr}");
     assert!(stderr.contains("seq 5"), "{stderr}");
@@ -215,18 +225,7 @@ fn log_from_a_late_seq_starts_at_a_checkpoint_and_reads_nothing_before_it() {
 #[test]
 fn log_since_a_late_time_starts_at_a_checkpoint_and_reads_nothing_before_it() {
     let f = TestFolder::new();
-    append(&f, &["long:1", "--data", r#"{"n":0}"#]);
-    let mut input = String::new();
-    for n in 1..3000 {
-        input.push_str(&format!(
-            "{}\n",
-            serde_json::json!({"doc": "long:1", "set": {"n": n}})
-        ));
-    }
-    f.batch_ok(&input);
-    // A point-in-time read folds past seqs 1023 and 2047 and leaves checkpoints there.
-    f.ok(&["at", "long:1", "--seq", "2999"]);
-    let all = f.ok(&["log", "long:1"]);
+    let all = long_document_with_checkpoints(&f);
     let since = timestamp(all.lines().nth(2990).unwrap());
     let expected: String = all
         .lines()
@@ -235,13 +234,7 @@ fn log_since_a_late_time_starts_at_a_checkpoint_and_reads_nothing_before_it() {
         .collect();
     assert_eq!(f.ok(&["log", "long:1", "--since", &since]), expected);
     // Damage seq 5: a full log refuses it, a log since the time of seq 2990 never reads it.
-    let path = f.stream_file("long:1");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let at = text.match_indices('\n').nth(4).unwrap().0 + 1;
-    let at = at + text[at..].find("\"value\":5").unwrap() + 8;
-    let mut damaged = text.into_bytes();
-    damaged[at] = b'6';
-    std::fs::write(&path, damaged).unwrap();
+    damage_seq_5(&f);
     let (code, _, stderr) = f.run(&["log", "long:1", "--since", "2000-01-01T00:00:00Z"]);
     assert_eq!(code, 4, "{stderr}");
     assert!(stderr.contains("seq 5"), "{stderr}");
