@@ -36,7 +36,7 @@ const MAX_LINE: usize = 1 << 30;
 
 pub fn run(args: Args, _context: &super::Context) -> Result<ExitCode> {
     let mut applier = Applier::new(&args.dir)?;
-    let input = StdinLines::spawn(MAX_LINE, BATCH_LINES, |line| line);
+    let mut input = StdinLines::spawn(MAX_LINE, BATCH_LINES, |line| line);
     let mut line_no = 1;
     let mut group = Vec::new();
     while input.next_group(BATCH_LINES, &mut group) {

@@ -49,7 +49,7 @@ fn open_file_budget() -> (usize, usize) {
 
 pub fn run(folder: &Folder) -> Result<ExitCode> {
     let limit = folder.max_event_bytes();
-    let input = StdinLines::spawn(limit, GROUP_LINES, |line| {
+    let mut input = StdinLines::spawn(limit, GROUP_LINES, |line| {
         line.map_err(|reason| Error::input("request", reason))
             .and_then(|l| request_line::parse(&l))
     });

@@ -131,6 +131,66 @@ fn a_trickle_is_committed_line_by_line_without_waiting_for_more_input() {
     assert_eq!(folder.json(&["verify", "--json"])["ok"], true);
 }
 
+/// A burst (read ahead on a thread) followed by silence and then a trickle (read by the writer
+/// itself): the half line the burst ended with is carried over, and a refused line in the
+/// trickle is answered without waiting for the next one.
+#[test]
+fn a_burst_then_a_trickle_is_answered_in_order_and_a_refusal_comes_without_more_input() {
+    let folder = TestFolder::new();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("eventdir"))
+        .arg("-C")
+        .arg(folder.path())
+        .args(["append", "--batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut results = BufReader::new(child.stdout.take().unwrap());
+    let mut next_result = || {
+        let mut line = String::new();
+        results.read_line(&mut line).unwrap();
+        serde_json::from_str::<Value>(&line).unwrap()
+    };
+    // About 400 KB at once, then the first half of one more request.
+    let note = "x".repeat(180);
+    let mut burst = format!("{}\n", json!({"doc": "burst:1", "data": {"n": 0}}));
+    for n in 1..2000 {
+        burst.push_str(&format!(
+            "{}\n",
+            json!({"doc": "burst:1", "set": {"n": n, "note": note}})
+        ));
+    }
+    let split = format!("{}\n", json!({"doc": "burst:1", "set": {"n": 2000}}));
+    let (head, tail) = split.split_at(split.len() / 2);
+    stdin.write_all(burst.as_bytes()).unwrap();
+    stdin.write_all(head.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    for n in 0..2000 {
+        assert_eq!(next_result()["seq"], n);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    stdin.write_all(tail.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(next_result()["seq"], 2000, "the half line was kept");
+    for n in 2001..2005 {
+        writeln!(stdin, "{}", json!({"doc": "burst:1", "set": {"n": n}})).unwrap();
+        stdin.flush().unwrap();
+        assert_eq!(next_result()["seq"], n);
+    }
+    writeln!(stdin, "not json").unwrap();
+    stdin.flush().unwrap();
+    let refusal = next_result();
+    assert_eq!(refusal["error"]["code"], 2, "{refusal}");
+    assert_eq!(refusal["line"], 2006);
+    writeln!(stdin, "{}", json!({"doc": "burst:1", "set": {"n": 2005}})).unwrap();
+    drop(stdin);
+    assert_eq!(next_result()["seq"], 2005);
+    assert_eq!(child.wait().unwrap().code(), Some(2));
+    assert_eq!(folder.json(&["get", "burst:1"])["state"]["n"], 2005);
+    assert_eq!(folder.json(&["verify", "--json"])["events"], 2006);
+}
+
 #[test]
 fn a_large_batch_over_many_documents_equals_the_same_appends_one_by_one() {
     let batched = TestFolder::new();
