@@ -58,8 +58,20 @@ fn push_number(out: &mut String, n: &Number) {
 /// U+0000..U+001F as `\b \t \n \f \r` or `\u00XX`, everything else as it is.
 pub fn push_string(out: &mut String, s: &str) {
     out.push('"');
-    let bytes = s.as_bytes();
-    let mut clean = 0; // bytes[clean..i] need no escape and are not yet written
+    let mut rest = s;
+    while let Some(i) = first_escape(rest.as_bytes()) {
+        let b = rest.as_bytes()[i];
+        out.push_str(&rest[..i]);
+        push_escape(out, b, escape(b).expect("found as needing an escape"));
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+    out.push('"');
+}
+
+/// The index of the first byte of `bytes` that a JSON string must escape (`"`, `\`, or below
+/// 0x20), looked for eight bytes at a time.
+pub fn first_escape(bytes: &[u8]) -> Option<usize> {
     let mut i = 0;
     while i < bytes.len() {
         if let Some(word) = bytes.get(i..i + 8) {
@@ -69,16 +81,12 @@ pub fn push_string(out: &mut String, s: &str) {
                 continue;
             }
         }
-        let b = bytes[i];
-        if let Some(escape) = escape(b) {
-            out.push_str(&s[clean..i]);
-            push_escape(out, b, escape);
-            clean = i + 1;
+        if escape(bytes[i]).is_some() {
+            return Some(i);
         }
         i += 1;
     }
-    out.push_str(&s[clean..]);
-    out.push('"');
+    None
 }
 
 /// Whether any of the eight bytes of `word` is below 0x20, `"` or `\`. Exact: the classic

@@ -25,6 +25,7 @@ pub mod request_line;
 pub mod schema;
 pub mod snapshot;
 pub mod state;
+pub mod stored_patch;
 pub mod stream;
 pub mod time;
 pub mod verify;

@@ -76,6 +76,9 @@ pub fn canonical_text(patch: &Patch) -> String {
 /// Parses the stored text of a patch (the `data` of an update or migrate event), the whole
 /// text and nothing but one patch.
 pub fn parse_stored(text: &str) -> Result<Patch, String> {
+    if let Some(patch) = crate::stored_patch::parse(text) {
+        return Ok(patch);
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     (&mut de)
         .deserialize_seq(PatchVisitor)
@@ -197,14 +200,14 @@ impl<'de> Visitor<'de> for OperationVisitor {
             }
             *slot = Some(map.next_value()?);
         }
-        operation(op, path, from, value).map_err(de::Error::custom)
+        operation(op.as_deref(), path, from, value).map_err(de::Error::custom)
     }
 }
 
 /// The operation named by `op`, from the members read for it; the error is what serde would
 /// say of the missing or wrong member.
 pub(crate) fn operation(
-    op: Option<String>,
+    op: Option<&str>,
     path: Option<String>,
     from: Option<String>,
     value: Option<Value>,
@@ -218,7 +221,7 @@ pub(crate) fn operation(
     let required = |value: Option<Value>| {
         value.ok_or_else(|| <E as de::Error>::missing_field("value").to_string())
     };
-    Ok(match op.as_str() {
+    Ok(match op {
         "add" => PatchOperation::Add(AddOperation {
             path: pointer(path, "path")?,
             value: required(value)?,

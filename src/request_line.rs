@@ -448,7 +448,8 @@ impl<'de> Visitor<'de> for OperationVisitor {
             }
             *slot = Some(strict_value(&mut map, &mut depth)?);
         }
-        let operation = (|| patch::operation(text(op)?, text(path)?, text(from)?, value))();
+        let operation =
+            (|| patch::operation(text(op)?.as_deref(), text(path)?, text(from)?, value))();
         Ok((operation, depth))
     }
 
