@@ -12,6 +12,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -56,14 +57,64 @@ struct Plan {
     start: Position,
     /// Bytes after the destination's complete lines, left by an interrupted run.
     dst_torn: bool,
+    /// Kept from planning, within [`Keep`]'s limits, so that copying opens nothing again.
+    kept: Kept,
+}
+
+/// What planning keeps for the copy of a stream that grew: the destination file, open for
+/// appending (unlocked) with the length it had, and the source's new bytes when the end
+/// read for planning held them all.
+#[derive(Default)]
+struct Kept {
+    dst: Option<(File, u64)>,
+    src_bytes: Option<Vec<u8>>,
+}
+
+/// How many files and bytes planning may keep for copying, over all streams: a folder may hold
+/// more streams than a process may open files, and millions of them.
+struct Keep {
+    files: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Keep {
+    /// Bytes of the source kept over all plans: enough for an incremental clone of 10 000
+    /// streams that grew by a few events each.
+    const BYTES: usize = 16 << 20;
+
+    /// Limits for planning `src`'s streams, `reopened` of them with a destination file.
+    fn new(src: &Folder, reopened: usize) -> Keep {
+        // Half the files a process may open, less what copying opens at a time besides.
+        let files = fsio::raise_open_file_limit().map_or(0, |limit| {
+            limit.saturating_sub(4 * COPIED_TOGETHER + 256) / 2
+        });
+        if reopened > 0 {
+            fsio::reserve_open_files(src.root(), files.min(reopened));
+        }
+        Keep {
+            files: AtomicUsize::new(files),
+            bytes: AtomicUsize::new(Keep::BYTES),
+        }
+    }
+
+    /// Takes `n` from `budget` if that much is left.
+    fn take(budget: &AtomicUsize, n: usize) -> bool {
+        budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            })
+            .is_ok()
+    }
 }
 
 /// Clones `src` into `dst_dir` (a new or empty directory, or an earlier clone of `src`).
 pub fn clone(src: &Folder, dst_dir: &Path, progress: &mut dyn FnMut(&Progress)) -> Result<Summary> {
     let started = Instant::now();
-    let dst = open_destination(src, dst_dir)?;
+    let (dst, earlier_clone) = open_destination(src, dst_dir)?;
     let durable = fsio::FilesystemSync::begin(dst.root())?;
     let (docs, _) = src.scan()?;
+    // Only an earlier clone has destination files to keep open.
+    let keep = Keep::new(src, if earlier_clone { docs.len() } else { 0 });
     // Document streams first, schema streams after: a stamp then always resolves in the copy.
     let (schemas, documents): (Vec<DocId>, Vec<DocId>) =
         docs.into_iter().partition(|d| d.schema_of().is_some());
@@ -71,7 +122,7 @@ pub fn clone(src: &Folder, dst_dir: &Path, progress: &mut dyn FnMut(&Progress)) 
     let plan_all = |group: Vec<DocId>| -> Result<Vec<Plan>> {
         group
             .into_par_iter()
-            .filter_map(|doc| plan_stream(src, &dst, doc).transpose())
+            .filter_map(|doc| plan_stream(src, &dst, doc, &keep).transpose())
             .collect()
     };
     let mut plans = plan_all(documents)?;
@@ -109,13 +160,13 @@ pub fn clone(src: &Folder, dst_dir: &Path, progress: &mut dyn FnMut(&Progress)) 
     let mut heads = Vec::with_capacity(plans.len());
     let streams_total = plans.len() as u64;
     let mut done = 0;
-    let (documents, schemas) = plans.split_at(first_schema);
+    let (documents, schemas) = plans.split_at_mut(first_schema);
     for chunk in documents
-        .chunks(COPIED_TOGETHER)
-        .chain(schemas.chunks(COPIED_TOGETHER))
+        .chunks_mut(COPIED_TOGETHER)
+        .chain(schemas.chunks_mut(COPIED_TOGETHER))
     {
         let copied: Vec<Result<Option<u64>>> = chunk
-            .par_iter()
+            .par_iter_mut()
             .map(|plan| {
                 (plan.start.offset < plan.to || plan.dst_torn)
                     .then(|| copy_stream(src, &dst, plan))
@@ -147,8 +198,9 @@ pub fn clone(src: &Folder, dst_dir: &Path, progress: &mut dyn FnMut(&Progress)) 
     Ok(summary)
 }
 
-/// Opens an earlier clone of `src`, or creates a new one with `src`'s manifest.
-fn open_destination(src: &Folder, dir: &Path) -> Result<Folder> {
+/// Opens an earlier clone of `src`, or creates a new one with `src`'s manifest; whether it
+/// is an earlier clone.
+fn open_destination(src: &Folder, dir: &Path) -> Result<(Folder, bool)> {
     if dir.join(crate::folder::MANIFEST).exists() {
         let dst = Folder::open(dir)?;
         if dst.manifest().folder_id != src.manifest().folder_id
@@ -163,7 +215,7 @@ fn open_destination(src: &Folder, dir: &Path) -> Result<Folder> {
                 ),
             ));
         }
-        return Ok(dst);
+        return Ok((dst, true));
     }
     let empty = match std::fs::read_dir(dir) {
         Ok(mut entries) => entries.next().is_none(),
@@ -178,11 +230,11 @@ fn open_destination(src: &Folder, dir: &Path) -> Result<Folder> {
     }
     let manifest =
         std::fs::read(src.manifest_path()).map_err(Error::io("read", src.manifest_path()))?;
-    Folder::create(dir, &manifest)
+    Ok((Folder::create(dir, &manifest)?, false))
 }
 
 /// Records the source stream's length and checks the destination's copy is a prefix of it.
-fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
+fn plan_stream(src: &Folder, dst: &Folder, doc: DocId, keep: &Keep) -> Result<Option<Plan>> {
     let src_path = src.stream_path(&doc);
     let Some(src_file) = fsio::open_read(&src_path)? else {
         return Ok(None);
@@ -192,7 +244,10 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
     // every earlier byte), so nothing is read or parsed beyond the two last lines' ends.
     // Each side's end is read once, for this check and for the full one below.
     let dst_path = dst.stream_path(&doc);
-    let dst_file = fsio::open_read(&dst_path)?;
+    let (dst_file, dst_writable) = match fsio::open_append_or_read(&dst_path)? {
+        Some((file, writable)) => (Some(file), writable),
+        None => (None, false),
+    };
     let src_end = EndWindow::read(&src_file, &src_path)?;
     let dst_end = match &dst_file {
         Some(file) => Some(EndWindow::read(file, &dst_path)?),
@@ -214,6 +269,7 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
                 prev_timestamp: String::new(),
             },
             dst_torn: false,
+            kept: Kept::default(),
         }));
     }
     let tail = tail_from_end(&src_file, &src_path, &doc, src.max_event_bytes(), &src_end)?;
@@ -226,11 +282,11 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
         hash: last.hash,
     };
     let mut dst_torn = false;
-    let start = match dst_file.zip(dst_end) {
+    let start = match dst_file.as_ref().zip(dst_end.as_ref()) {
         None => Position::start(),
         Some((dst_file, dst_end)) => {
             let dst_tail =
-                tail_from_end(&dst_file, &dst_path, &doc, dst.max_event_bytes(), &dst_end)?;
+                tail_from_end(dst_file, &dst_path, &doc, dst.max_event_bytes(), dst_end)?;
             dst_torn = dst_tail.partial_len > 0;
             match dst_tail.last {
                 None => Position::start(),
@@ -264,12 +320,28 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId) -> Result<Option<Plan>> {
             }
         }
     };
+    let mut kept = Kept::default();
+    if start.offset < to || dst_torn {
+        if let Some((file, end)) = dst_file.zip(dst_end)
+            && dst_writable
+            && Keep::take(&keep.files, 1)
+        {
+            kept.dst = Some((file, end.file_len));
+        }
+        // The new bytes, when the end read above holds them all.
+        let wanted = (to - start.offset) as usize;
+        if start.offset >= src_end.start && Keep::take(&keep.bytes, wanted) {
+            let from = (start.offset - src_end.start) as usize;
+            kept.src_bytes = Some(src_end.bytes[from..from + wanted].to_vec());
+        }
+    }
     Ok(Some(Plan {
         doc,
         to,
         head,
         start,
         dst_torn,
+        kept,
     }))
 }
 
@@ -294,38 +366,63 @@ fn quick_head(end: &EndWindow) -> Option<(u64, crate::event::Hash, u64)> {
 
 /// Copies the planned bytes, checking every line against the chain, and fsyncs. A failure
 /// truncates the destination back to where this run started.
-fn copy_stream(src: &Folder, dst: &Folder, plan: &Plan) -> Result<u64> {
+fn copy_stream(src: &Folder, dst: &Folder, plan: &mut Plan) -> Result<u64> {
     let dst_path = dst.stream_path(&plan.doc);
-    let mut stream = fsio::open_locked(&dst.streams_dir(), &dst_path)?;
-    let len = stream
-        .file
-        .metadata()
-        .map_err(Error::io("inspect", &dst_path))?
-        .len();
+    // The file kept since planning, if it is still the one planned for (linked, same length).
+    let relocked = match plan.kept.dst.take() {
+        Some((file, len)) => match fsio::relock(file, &dst_path, len, fsio::Wait::Yes)? {
+            fsio::Relocked::Locked(stream) => Some((stream, len)),
+            _ => None,
+        },
+        None => None,
+    };
+    let (mut stream, len) = match relocked {
+        Some(kept) => kept,
+        None => {
+            let stream = fsio::open_locked(&dst.streams_dir(), &dst_path)?;
+            let len = stream
+                .file
+                .metadata()
+                .map_err(Error::io("inspect", &dst_path))?
+                .len();
+            (stream, len)
+        }
+    };
     if len != plan.start.offset {
         // A torn tail from an interrupted run: never acknowledged, so it goes.
         fsio::truncate(&stream.file, &dst_path, plan.start.offset)?;
     }
-    // Reopened here rather than kept open since planning: a folder may hold more streams than
-    // a process may open files. The chain check from the recorded position, and the recorded
-    // head at the end, make sure it is still the same stream. (The path is derived again
-    // rather than kept in every plan: a folder may hold millions.)
+    // The source's new bytes as planning read them, or the file reopened here (not kept open
+    // since planning beyond [`Keep`]'s limits). The chain check from the recorded position,
+    // and the recorded head at the end, make sure it is still the same stream. (The path is
+    // derived again rather than kept in every plan: a folder may hold millions.)
     let src_path = src.stream_path(&plan.doc);
-    let handle = fsio::open_read(&src_path)?.ok_or_else(|| Error::Corrupt {
-        doc: plan.doc.to_string(),
-        path: src_path.clone(),
-        line: None,
-        seq: Some(plan.head.seq),
-        reason: "the source stream disappeared during the clone".to_string(),
-    })?;
-    let mut reader = StreamReader::at(
-        handle,
-        src_path.clone(),
-        plan.doc.clone(),
-        src.max_event_bytes(),
-        plan.start.clone(),
-    )?
-    .stop_at(plan.to);
+    let reader = match plan.kept.src_bytes.take() {
+        Some(bytes) => StreamReader::over_bytes(
+            bytes,
+            src_path.clone(),
+            plan.doc.clone(),
+            src.max_event_bytes(),
+            plan.start.clone(),
+        ),
+        None => {
+            let handle = fsio::open_read(&src_path)?.ok_or_else(|| Error::Corrupt {
+                doc: plan.doc.to_string(),
+                path: src_path.clone(),
+                line: None,
+                seq: Some(plan.head.seq),
+                reason: "the source stream disappeared during the clone".to_string(),
+            })?;
+            StreamReader::at(
+                handle,
+                src_path.clone(),
+                plan.doc.clone(),
+                src.max_event_bytes(),
+                plan.start.clone(),
+            )?
+        }
+    };
+    let mut reader = reader.stop_at(plan.to);
     let mut buffer = Vec::with_capacity(1 << 20);
     let mut written = plan.start.offset;
     let mut events = 0;

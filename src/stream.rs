@@ -16,7 +16,7 @@ use crate::{DocId, Error, Folder, Result, io as fsio};
 pub struct StreamReader {
     doc: DocId,
     path: PathBuf,
-    reader: BufReader<File>,
+    reader: BufReader<Box<dyn Read + Send>>,
     offset: u64,
     next_seq: u64,
     prev_hash: Hash,
@@ -78,10 +78,34 @@ impl StreamReader {
     ) -> Result<StreamReader> {
         file.seek(SeekFrom::Start(position.offset))
             .map_err(Error::io("read", &path))?;
-        Ok(StreamReader {
+        let reader = BufReader::with_capacity(64 * 1024, Box::new(file) as Box<dyn Read + Send>);
+        Ok(StreamReader::new(reader, path, doc, max_line, position))
+    }
+
+    /// A reader over `bytes`, read earlier from the stream file at `path` starting at
+    /// `position`: its lines are checked as the file's would be.
+    pub fn over_bytes(
+        bytes: Vec<u8>,
+        path: PathBuf,
+        doc: DocId,
+        max_line: usize,
+        position: Position,
+    ) -> StreamReader {
+        let reader = BufReader::new(Box::new(std::io::Cursor::new(bytes)) as Box<dyn Read + Send>);
+        StreamReader::new(reader, path, doc, max_line, position)
+    }
+
+    fn new(
+        reader: BufReader<Box<dyn Read + Send>>,
+        path: PathBuf,
+        doc: DocId,
+        max_line: usize,
+        position: Position,
+    ) -> StreamReader {
+        StreamReader {
             doc,
             path,
-            reader: BufReader::with_capacity(64 * 1024, file),
+            reader,
             offset: position.offset,
             next_seq: position.next_seq,
             prev_hash: position.prev_hash,
@@ -92,7 +116,7 @@ impl StreamReader {
             data_check: DataCheck::Readable,
             buf: Vec::new(),
             spare: Vec::new(),
-        })
+        }
     }
 
     /// Stops the reader at byte `end` (a line boundary recorded earlier): lines appended after

@@ -22,27 +22,11 @@ const GROUP_STREAMS: usize = 8192;
 /// groups: [`GROUP_STREAMS`], or fewer under a low limit of open files (raised to its hard
 /// limit first, as a process that needs many files may; some are left for everything else).
 fn open_file_budget() -> (usize, usize) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Some(limit) = crate::io::raise_open_file_limit() else {
+        return (16, 0);
     };
-    // SAFETY: getrlimit and setrlimit only read and write `limit`.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return (16, 0);
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max.min(1 << 20),
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
-        }
-    }
     // A group's streams, those of the group still syncing, and those kept open between groups.
-    let available = (limit.rlim_cur as usize).saturating_sub(64);
+    let available = limit.saturating_sub(64);
     let per_group = (available / 3).clamp(1, GROUP_STREAMS);
     (per_group, available.saturating_sub(2 * per_group))
 }

@@ -471,6 +471,25 @@ fn incremental_reclone_after_new_appends_copies_only_the_new_events_and_matches_
     assert_same_streams_and_manifest(src.path(), &dst);
 }
 
+/// The new bytes of a grown stream are read once, when the clone plans: still every copied
+/// line is checked against the chain, and a damaged one leaves the earlier clone as it was.
+#[test]
+fn incremental_reclone_of_a_damaged_new_event_exits_4_and_leaves_the_clone_unchanged() {
+    let src = populated();
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = tmp.path().join("copy");
+    clone_ok(src.path(), &dst);
+    // Two new events; the first is damaged, the last (which planning reads) is intact.
+    append(&src, &["order:1", "--set", "status=shipped"]);
+    append(&src, &["order:1", "--set", "qty=4"]);
+    let path = src.stream_file("order:1");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("shipped", "shippeX")).unwrap();
+    let before = snapshot_tree(&dst);
+    let stderr = assert_refused_unchanged(&dst, &before, run_clone(src.path(), &dst), 4);
+    assert!(stderr.contains("order:1"), "{stderr}");
+}
+
 #[test]
 fn reclone_with_nothing_new_copies_nothing_and_changes_nothing() {
     let src = populated();
