@@ -57,8 +57,10 @@ struct Plan {
     start: Position,
     /// Bytes after the destination's complete lines, left by an interrupted run.
     dst_torn: bool,
-    /// Kept from planning, within [`Keep`]'s limits, so that copying opens nothing again.
-    kept: Kept,
+    /// Kept from planning, within [`Keep`]'s limits, so that copying opens nothing again;
+    /// boxed, so that the plans of streams that keep nothing (most, in a large folder) stay
+    /// small.
+    kept: Option<Box<Kept>>,
 }
 
 /// What planning keeps for the copy of a stream that grew: the destination file, open for
@@ -269,7 +271,7 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId, keep: &Keep) -> Result<Op
                 prev_timestamp: String::new(),
             },
             dst_torn: false,
-            kept: Kept::default(),
+            kept: None,
         }));
     }
     let tail = tail_from_end(&src_file, &src_path, &doc, src.max_event_bytes(), &src_end)?;
@@ -341,7 +343,7 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId, keep: &Keep) -> Result<Op
         head,
         start,
         dst_torn,
-        kept,
+        kept: (kept.dst.is_some() || kept.src_bytes.is_some()).then(|| Box::new(kept)),
     }))
 }
 
@@ -369,7 +371,11 @@ fn quick_head(end: &EndWindow) -> Option<(u64, crate::event::Hash, u64)> {
 fn copy_stream(src: &Folder, dst: &Folder, plan: &mut Plan) -> Result<u64> {
     let dst_path = dst.stream_path(&plan.doc);
     // The file kept since planning, if it is still the one planned for (linked, same length).
-    let relocked = match plan.kept.dst.take() {
+    let Kept {
+        dst: kept_dst,
+        src_bytes,
+    } = plan.kept.take().map_or_else(Kept::default, |k| *k);
+    let relocked = match kept_dst {
         Some((file, len)) => match fsio::relock(file, &dst_path, len, fsio::Wait::Yes)? {
             fsio::Relocked::Locked(stream) => Some((stream, len)),
             _ => None,
@@ -397,7 +403,7 @@ fn copy_stream(src: &Folder, dst: &Folder, plan: &mut Plan) -> Result<u64> {
     // and the recorded head at the end, make sure it is still the same stream. (The path is
     // derived again rather than kept in every plan: a folder may hold millions.)
     let src_path = src.stream_path(&plan.doc);
-    let reader = match plan.kept.src_bytes.take() {
+    let reader = match src_bytes {
         Some(bytes) => StreamReader::over_bytes(
             bytes,
             src_path.clone(),
