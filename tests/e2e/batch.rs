@@ -2,7 +2,7 @@
 //! stop the others; results come as soon as their group is durable.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use serde_json::{Value, json};
 
@@ -22,6 +22,22 @@ fn batch(folder: &TestFolder, input: &str) -> (i32, Vec<Value>) {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     (out.status.code().unwrap(), lines)
+}
+
+/// `append --batch` running on `folder` with both pipes open: the child, its stdin and its
+/// results.
+fn spawn_batch(folder: &TestFolder) -> (Child, ChildStdin, BufReader<ChildStdout>) {
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("eventdir"))
+        .arg("-C")
+        .arg(folder.path())
+        .args(["append", "--batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let results = BufReader::new(child.stdout.take().unwrap());
+    (child, stdin, results)
 }
 
 #[test]
@@ -72,16 +88,7 @@ fn batch_prints_one_result_per_request_in_order_and_refusals_write_nothing_else(
 #[test]
 fn a_trickle_is_committed_line_by_line_without_waiting_for_more_input() {
     let folder = TestFolder::new();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("eventdir"))
-        .arg("-C")
-        .arg(folder.path())
-        .args(["append", "--batch"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut results = BufReader::new(child.stdout.take().unwrap());
+    let (mut child, mut stdin, mut results) = spawn_batch(&folder);
     for n in 0..20 {
         let request = if n == 0 {
             json!({"doc": "tick:1", "data": {"n": 0}})
@@ -137,16 +144,7 @@ fn a_trickle_is_committed_line_by_line_without_waiting_for_more_input() {
 #[test]
 fn a_burst_then_a_trickle_is_answered_in_order_and_a_refusal_comes_without_more_input() {
     let folder = TestFolder::new();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("eventdir"))
-        .arg("-C")
-        .arg(folder.path())
-        .args(["append", "--batch"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut results = BufReader::new(child.stdout.take().unwrap());
+    let (mut child, mut stdin, mut results) = spawn_batch(&folder);
     let mut next_result = || {
         let mut line = String::new();
         results.read_line(&mut line).unwrap();
