@@ -6,17 +6,37 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{Error, Result, no_symlinks};
 
 /// Opens an existing stream file for reading without following a symlink, neither the file
 /// itself nor its shard and type directories. Returns `None` when the file does not exist.
 pub fn open_read(path: &Path) -> Result<Option<File>> {
-    match crate::no_symlinks::open(path, libc::O_RDONLY, 0)? {
+    match open_without_atime(path, libc::O_RDONLY)? {
         Ok(file) => Ok(Some(file)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(refusal(path, e)),
     }
+}
+
+/// Whether `O_NOATIME` was refused once (the files belong to another user): not tried again.
+static NOATIME_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Opens an existing stream file with `O_NOATIME` where the kernel allows it (the file is this
+/// user's, or the process may act as its owner), else without. Reading a stream appended to
+/// since its last read would otherwise dirty its inode for the access time, one journal update
+/// per file: a clone or verify of ten thousand streams paid for ten thousand of them.
+fn open_without_atime(path: &Path, flags: libc::c_int) -> Result<io::Result<File>> {
+    if !NOATIME_REFUSED.load(Ordering::Relaxed) {
+        match no_symlinks::open(path, flags | libc::O_NOATIME, 0)? {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                NOATIME_REFUSED.store(true, Ordering::Relaxed);
+            }
+            opened => return Ok(opened),
+        }
+    }
+    no_symlinks::open(path, flags, 0)
 }
 
 /// Raises this process's soft limit of open files to its hard limit (up to 2^20), as a process
@@ -70,7 +90,7 @@ pub fn reserve_open_files(dir: &Path, count: usize) {
 /// for reading when it cannot be written; with whether it is writable, `None` when there is
 /// none. Never follows a symlink.
 pub fn open_append_or_read(path: &Path) -> Result<Option<(File, bool)>> {
-    match no_symlinks::open(path, libc::O_RDWR | libc::O_APPEND, 0)? {
+    match open_without_atime(path, libc::O_RDWR | libc::O_APPEND)? {
         Ok(file) => Ok(Some((file, true))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e)

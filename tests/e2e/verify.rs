@@ -804,3 +804,29 @@ fn meta_that_is_neither_an_object_nor_null_fails() {
         assert_eq!(report["failed"][0]["seq"], 2);
     }
 }
+
+#[test]
+fn reading_streams_leaves_their_access_time_alone() {
+    let folder = TestFolder::new();
+    folder.ok(&["append", "order:1", "--data", r#"{"n":1}"#]);
+    folder.ok(&["append", "order:1", "--set", "m=2"]);
+    let file = folder.stream_file("order:1");
+    // Older than the last write, so that a read would update it under `relatime` too.
+    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    std::fs::File::open(&file)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_accessed(long_ago))
+        .unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let dst = dst.path().join("copy");
+    folder.ok(&["verify"]);
+    folder.ok(&["replay", "order:1"]);
+    folder.ok(&["log", "order:1"]);
+    folder.ok(&[
+        "clone",
+        folder.path().to_str().unwrap(),
+        dst.to_str().unwrap(),
+    ]);
+    let accessed = std::fs::metadata(&file).unwrap().accessed().unwrap();
+    assert_eq!(accessed, long_ago);
+}
