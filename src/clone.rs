@@ -235,6 +235,14 @@ fn open_destination(src: &Folder, dir: &Path) -> Result<(Folder, bool)> {
     Ok((Folder::create(dir, &manifest)?, false))
 }
 
+/// How much of a stream's end planning reads to find its last line: events are seldom longer
+/// (longer ones take more reads). Every byte read is a copy from the page cache, and a
+/// re-clone reads the end of every stream on both sides.
+const LAST_LINE_WINDOW: u64 = 2 * 1024;
+/// The most new bytes of a grown stream planning reads with its end (and keeps for copying,
+/// within [`Keep`]'s budget); a stream grown by more is read again when copied.
+const NEW_BYTES_WINDOW: u64 = 64 * 1024;
+
 /// Records the source stream's length and checks the destination's copy is a prefix of it.
 fn plan_stream(src: &Folder, dst: &Folder, doc: DocId, keep: &Keep) -> Result<Option<Plan>> {
     let src_path = src.stream_path(&doc);
@@ -250,11 +258,23 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId, keep: &Keep) -> Result<Op
         Some((file, writable)) => (Some(file), writable),
         None => (None, false),
     };
-    let src_end = EndWindow::read(&src_file, &src_path)?;
     let dst_end = match &dst_file {
-        Some(file) => Some(EndWindow::read(file, &dst_path)?),
+        Some(file) => Some(EndWindow::read_from(file, &dst_path, |len| {
+            len.saturating_sub(LAST_LINE_WINDOW)
+        })?),
         None => None,
     };
+    // The source's last line and, when there are not too many, its new bytes from the
+    // destination's end on (with the hash before them), kept for copying.
+    let src_end = EndWindow::read_from(&src_file, &src_path, |len| {
+        let last_line = len.saturating_sub(LAST_LINE_WINDOW);
+        match &dst_end {
+            Some(dst) if dst.file_len <= len && len - dst.file_len <= NEW_BYTES_WINDOW => {
+                last_line.min(dst.file_len.saturating_sub(HASH_TAIL as u64))
+            }
+            _ => last_line,
+        }
+    })?;
     if let Some(dst_end) = &dst_end
         && let Some(src_head) = quick_head(&src_end)
         && quick_head(dst_end) == Some(src_head)

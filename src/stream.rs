@@ -283,10 +283,19 @@ pub struct EndWindow {
 }
 
 impl EndWindow {
-    /// Reads the end of `file`.
+    /// Reads the last [`TAIL_WINDOW`] bytes of `file`.
     pub fn read(file: &File, path: &Path) -> Result<EndWindow> {
+        EndWindow::read_from(file, path, |len| len.saturating_sub(TAIL_WINDOW))
+    }
+
+    /// Reads `file` from the offset `start` picks, given the file's length, to its end.
+    pub fn read_from(
+        file: &File,
+        path: &Path,
+        start: impl FnOnce(u64) -> u64,
+    ) -> Result<EndWindow> {
         let file_len = file.metadata().map_err(Error::io("inspect", path))?.len();
-        let start = file_len.saturating_sub(TAIL_WINDOW);
+        let start = start(file_len).min(file_len);
         let mut bytes = vec![0u8; (file_len - start) as usize];
         fsio::read_exact_at(file, path, &mut bytes, start)?;
         Ok(EndWindow {

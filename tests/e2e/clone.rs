@@ -471,6 +471,31 @@ fn incremental_reclone_after_new_appends_copies_only_the_new_events_and_matches_
     assert_same_streams_and_manifest(src.path(), &dst);
 }
 
+/// Planning reads a few KiB of each stream's end: events longer than that, and a stream
+/// grown by more than planning keeps for copying, take the longer ways, with the same result.
+#[test]
+fn incremental_reclone_copies_events_longer_than_the_end_read_and_growth_beyond_it() {
+    let src = populated();
+    let long = "x".repeat(5000);
+    append(&src, &["order:1", "--set", &format!("note={long}")]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = tmp.path().join("copy");
+    clone_ok(src.path(), &dst);
+    // order:1 ends with a long event on both sides and gains another; customer:Ann gains
+    // about 150 KiB of short events.
+    append(&src, &["order:1", "--set", &format!("note={long}y")]);
+    let pad = "p".repeat(100);
+    let requests: String = (0..500)
+        .map(|i| format!(r#"{{"doc":"customer:Ann","set":{{"n":{i},"pad":"{pad}"}}}}"#) + "\n")
+        .collect();
+    src.batch_ok(&requests);
+    let second = clone_ok(src.path(), &dst);
+    assert_eq!(second["copied_events"], 501);
+    assert_eq!(second["copied_streams"], 2);
+    assert_eq!(digest(&dst), digest(src.path()));
+    assert_same_streams_and_manifest(src.path(), &dst);
+}
+
 /// The new bytes of a grown stream are read once, when the clone plans: still every copied
 /// line is checked against the chain, and a damaged one leaves the earlier clone as it was.
 #[test]
