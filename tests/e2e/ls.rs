@@ -111,3 +111,33 @@ fn ls_with_bad_arguments_exits_2() {
     refused(&f, &["ls", "order:1"], 2);
     refused(&f, &["ls", "--bogus"], 2);
 }
+
+/// Stream ends are read many at a time, in parallel: the lines still come in id order, one
+/// per document, each with its own head.
+#[test]
+fn ls_of_thousands_of_documents_prints_each_once_in_id_order() {
+    let f = TestFolder::new();
+    let requests: String = (0..2500)
+        .flat_map(|i| {
+            let create = format!(r#"{{"doc":"item:{i}","data":{{"n":{i}}}}}"#);
+            let update = format!(r#"{{"doc":"item:{i}","set":{{"m":1}}}}"#);
+            // Every third document gets a second event, so seqs differ between neighbours.
+            std::iter::once(create).chain((i % 3 == 0).then_some(update))
+        })
+        .map(|line| line + "\n")
+        .collect();
+    f.batch_ok(&requests);
+    let lines: Vec<Value> = f
+        .ok(&["ls"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut expected: Vec<String> = (0..2500).map(|i| format!("item:{i}")).collect();
+    expected.sort();
+    let docs: Vec<&str> = lines.iter().map(|l| l["doc"].as_str().unwrap()).collect();
+    assert_eq!(docs, expected);
+    for line in &lines {
+        let n: u64 = line["doc"].as_str().unwrap()[5..].parse().unwrap();
+        assert_eq!(line["seq"], u64::from(n % 3 == 0), "{line}");
+    }
+}
