@@ -2,8 +2,17 @@ use std::path::PathBuf;
 
 use super::{Context, exit_codes, parse_docs};
 use crate::exit_code::ExitCode;
-use crate::export::{Cursor, Selection, complete_len, export_line, read_new};
-use crate::{Result, state, time};
+use rayon::prelude::*;
+
+use crate::export::{Cursor, CursorEntry, Selection, complete_len, export_line, read_new};
+use crate::{DocId, Result, state, time};
+
+/// A document stream with at most this many bytes to ship is read together with its
+/// neighbours, on all cores, its lines held until they are printed in order.
+const SHORT_STREAM: u64 = 1 << 20;
+/// The most bytes, and the most streams, read together.
+const TOGETHER_BYTES: u64 = 16 << 20;
+const TOGETHER_STREAMS: usize = 1024;
 
 /// Write the folder's history for other systems: one self-contained event per line (NDJSON).
 ///
@@ -87,7 +96,7 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
     // Record every document stream's length before reading any schema stream, so that every
     // stamp shipped resolves to a schema event shipped in the same run.
     let ends: Vec<Option<u64>> = docs
-        .iter()
+        .par_iter()
         .map(|d| {
             if d.schema_of().is_some() {
                 Ok(None)
@@ -97,14 +106,49 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
         })
         .collect::<Result<_>>()?;
     let origin = folder.manifest().folder_id.clone();
-    for (doc, end) in docs.iter().zip(ends) {
-        let from = cursor.next.get(doc.as_str()).cloned();
-        let next = read_new(&folder, doc, from.as_ref(), end, &mut |event| {
+    let ship = |doc: &DocId, end: Option<u64>, emit: &mut dyn FnMut(String) -> Result<()>| {
+        let from = cursor.next.get(doc.as_str());
+        read_new(&folder, doc, from, end, &mut |event| {
             if selection.includes_event(event) {
-                out.line(&export_line(&origin, &event.line))?;
+                emit(export_line(&origin, &event.line))?;
             }
             Ok(())
-        })?;
+        })
+    };
+    let mut shipped: Vec<(&DocId, Option<CursorEntry>)> = Vec::new();
+    let mut i = 0;
+    while i < docs.len() {
+        let run = small_streams(&docs[i..], &ends[i..], &cursor);
+        if run == 0 {
+            // A schema stream or a long one: its lines go out as they are read.
+            let next = ship(&docs[i], ends[i], &mut |line| out.line(&line))?;
+            shipped.push((&docs[i], next));
+            i += 1;
+            continue;
+        }
+        // Short streams, read together on all cores; their lines are printed in order, each
+        // stream's up to its error if it has one, as they would be one stream at a time.
+        let read: Vec<(Vec<String>, Result<Option<CursorEntry>>)> = docs[i..i + run]
+            .par_iter()
+            .zip(&ends[i..i + run])
+            .map(|(doc, end)| {
+                let mut lines = Vec::new();
+                let next = ship(doc, *end, &mut |line| {
+                    lines.push(line);
+                    Ok(())
+                });
+                (lines, next)
+            })
+            .collect();
+        for (doc, (lines, next)) in docs[i..i + run].iter().zip(read) {
+            for line in &lines {
+                out.line(line)?;
+            }
+            shipped.push((doc, next?));
+        }
+        i += run;
+    }
+    for (doc, next) in shipped {
         if let Some(next) = next {
             cursor.next.insert(doc.to_string(), next);
         }
@@ -114,4 +158,21 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
         cursor.save(path)?;
     }
     Ok(ExitCode::Success)
+}
+
+/// How many of the first streams of `docs` (with their recorded `ends`) are short document
+/// streams that may be read together: none when the first is a schema stream or a long one.
+fn small_streams(docs: &[DocId], ends: &[Option<u64>], cursor: &Cursor) -> usize {
+    let mut bytes = 0;
+    docs.iter()
+        .zip(ends)
+        .take(TOGETHER_STREAMS)
+        .take_while(|(doc, end)| {
+            let Some(end) = end else { return false };
+            let from = cursor.next.get(doc.as_str()).map_or(0, |c| c.offset);
+            let len = end.saturating_sub(from);
+            bytes += len;
+            len <= SHORT_STREAM && bytes <= TOGETHER_BYTES
+        })
+        .count()
 }

@@ -490,3 +490,57 @@ fn export_cursor_over_a_stream_that_was_cut_short_exits_4_and_is_not_recorded() 
     assert!(stderr.contains("order:1"), "{stderr}");
     assert_eq!(std::fs::read(&cursor).unwrap(), recorded);
 }
+
+/// Short streams are read many at a time, in parallel: still every event once, each document's
+/// in seq order, the documents in id order, a cursor that resumes exactly, and a damaged
+/// stream among them stops the export after the lines before it, as one stream at a time.
+#[test]
+fn export_of_thousands_of_documents_ships_each_event_once_and_stops_at_a_damaged_one() {
+    let f = TestFolder::new();
+    let requests = |from: usize, to: usize| -> String {
+        (from..to)
+            .map(|i| format!(r#"{{"doc":"item:{}","set":{{"n":{i}}}}}"#, i % 2500) + "\n")
+            .collect()
+    };
+    let create: String = (0..2500)
+        .map(|i| format!(r#"{{"doc":"item:{i}","data":{{"n":{i}}}}}"#) + "\n")
+        .collect();
+    f.batch_ok(&create);
+    f.batch_ok(&requests(0, 3000));
+    let tmp = tempfile::tempdir().unwrap();
+    let cursor = tmp.path().join("ship.cursor");
+    let cursor_arg = cursor.to_str().unwrap();
+    let keys = keys_of(&f.ok(&["export", "--cursor", cursor_arg]));
+    let mut expected: Vec<(String, u64)> = (0..2500)
+        .flat_map(|i| (0..1 + u64::from(i < 500) + 1).map(move |seq| (format!("item:{i}"), seq)))
+        .collect();
+    expected.sort();
+    assert_eq!(keys, expected, "id order, then seq order, each once");
+
+    f.batch_ok(&requests(3000, 3100));
+    let mut next = keys_of(&f.ok(&["export", "--cursor", cursor_arg]));
+    next.sort();
+    let mut new: Vec<(String, u64)> = (500..600).map(|i| (format!("item:{i}"), 2)).collect();
+    new.sort();
+    assert_eq!(next, new);
+
+    // item:1500 sorts in the middle of a chunk; its first event is damaged.
+    let path = f.stream_file("item:1500");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("\"n\":1500", "\"n\":1501", 1)).unwrap();
+    let out = f.cmd().arg("export").output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let printed = keys_of(&String::from_utf8_lossy(&out.stdout));
+    let before: Vec<(String, u64)> = expected
+        .iter()
+        .cloned()
+        .chain(new.iter().cloned())
+        .filter(|(doc, _)| doc.as_str() < "item:1500")
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        printed, before,
+        "the lines before the damaged stream, and none after"
+    );
+}

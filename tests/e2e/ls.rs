@@ -117,12 +117,12 @@ fn ls_with_bad_arguments_exits_2() {
 #[test]
 fn ls_of_thousands_of_documents_prints_each_once_in_id_order() {
     let f = TestFolder::new();
-    let requests: String = (0..2500)
+    let requests: String = (0..2500u64)
         .flat_map(|i| {
             let create = format!(r#"{{"doc":"item:{i}","data":{{"n":{i}}}}}"#);
             let update = format!(r#"{{"doc":"item:{i}","set":{{"m":1}}}}"#);
             // Every third document gets a second event, so seqs differ between neighbours.
-            std::iter::once(create).chain((i % 3 == 0).then_some(update))
+            std::iter::once(create).chain(i.is_multiple_of(3).then_some(update))
         })
         .map(|line| line + "\n")
         .collect();
@@ -138,6 +138,6 @@ fn ls_of_thousands_of_documents_prints_each_once_in_id_order() {
     assert_eq!(docs, expected);
     for line in &lines {
         let n: u64 = line["doc"].as_str().unwrap()[5..].parse().unwrap();
-        assert_eq!(line["seq"], u64::from(n % 3 == 0), "{line}");
+        assert_eq!(line["seq"], u64::from(n.is_multiple_of(3)), "{line}");
     }
 }
