@@ -524,6 +524,14 @@ fn export_of_thousands_of_documents_ships_each_event_once_and_stops_at_a_damaged
     new.sort();
     assert_eq!(next, new);
 
+    // Current states, also read many at a time: one per document, in id order.
+    let states: Vec<Value> = parse_lines(f.ok(&["export", "--states"]).as_bytes());
+    let docs: Vec<&str> = states.iter().map(|s| s["doc"].as_str().unwrap()).collect();
+    let mut ids: Vec<String> = (0..2500).map(|i| format!("item:{i}")).collect();
+    ids.sort();
+    assert_eq!(docs, ids);
+    assert!(states.iter().all(|s| s["state"]["n"].is_u64()));
+
     // item:1500 sorts in the middle of a chunk; its first event is damaged.
     let path = f.stream_file("item:1500");
     let text = std::fs::read_to_string(&path).unwrap();
