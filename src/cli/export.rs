@@ -119,8 +119,10 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
         })
         .collect::<Result<_>>()?;
     let origin = folder.manifest().folder_id.clone();
-    let ship = |doc: &DocId, end: Option<u64>, emit: &mut dyn FnMut(String) -> Result<()>| {
-        let from = cursor.next.get(doc.as_str());
+    let ship = |doc: &DocId,
+                from: Option<&CursorEntry>,
+                end: Option<u64>,
+                emit: &mut dyn FnMut(String) -> Result<()>| {
         read_new(&folder, doc, from, end, &mut |event| {
             if selection.includes_event(event) {
                 emit(export_line(&origin, &event.line))?;
@@ -128,14 +130,22 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
             Ok(())
         })
     };
-    let mut shipped: Vec<(&DocId, Option<CursorEntry>)> = Vec::new();
+    // Where each stream ends up is recorded only for a cursor to save: a million documents
+    // would otherwise hold a million entries for nothing.
+    let recording = args.cursor.is_some();
+    let record = |cursor: &mut Cursor, doc: &DocId, next: Option<CursorEntry>| {
+        if let Some(next) = next.filter(|_| recording) {
+            cursor.next.insert(doc.to_string(), next);
+        }
+    };
     let mut i = 0;
     while i < docs.len() {
         let run = small_streams(&docs[i..], &ends[i..], &cursor);
         if run == 0 {
             // A schema stream or a long one: its lines go out as they are read.
-            let next = ship(&docs[i], ends[i], &mut |line| out.line(&line))?;
-            shipped.push((&docs[i], next));
+            let from = cursor.next.get(docs[i].as_str());
+            let next = ship(&docs[i], from, ends[i], &mut |line| out.line(&line))?;
+            record(&mut cursor, &docs[i], next);
             i += 1;
             continue;
         }
@@ -146,7 +156,8 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
             .zip(&ends[i..i + run])
             .map(|(doc, end)| {
                 let mut lines = Vec::new();
-                let next = ship(doc, *end, &mut |line| {
+                let from = cursor.next.get(doc.as_str());
+                let next = ship(doc, from, *end, &mut |line| {
                     lines.push(line);
                     Ok(())
                 });
@@ -157,14 +168,9 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
             for line in &lines {
                 out.line(line)?;
             }
-            shipped.push((doc, next?));
+            record(&mut cursor, doc, next?);
         }
         i += run;
-    }
-    for (doc, next) in shipped {
-        if let Some(next) = next {
-            cursor.next.insert(doc.to_string(), next);
-        }
     }
     out.flush()?;
     if let Some(path) = &args.cursor {
