@@ -1,7 +1,134 @@
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU8, Ordering};
+
 // Folding and batch appends allocate many small JSON values, and a batch frees on one thread
-// what another allocated: mimalloc does both markedly faster than the system allocator.
+// what another allocated: mimalloc does both markedly faster than the system allocator. But
+// starting it costs a process about a third of a millisecond (its options, its arena, and a
+// fresh page for every size class it hands out), as much as a single `append` spends on
+// everything besides its fsync. So a process that serves one request (an `append` from a
+// shell loop, a `get`) keeps the system allocator, and every other takes mimalloc.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: ChosenAllocator = ChosenAllocator;
+
+/// Which allocator serves this process: chosen from the command line before its first
+/// allocation, and fixed from then on, since memory goes back to the allocator that gave it.
+static CHOICE: AtomicU8 = AtomicU8::new(if CHOSEN_AT_START { UNDECIDED } else { MIMALLOC });
+const UNDECIDED: u8 = 0;
+const SYSTEM: u8 = 1;
+const MIMALLOC: u8 = 2;
+
+/// Whether the choice is made from the command line: glibc passes `argc` and `argv` to the
+/// functions of `.init_array`, which run before `main` and before any Rust allocation (the
+/// standard library reads its own arguments the same way). Elsewhere mimalloc serves all.
+const CHOSEN_AT_START: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CHOOSE_ALLOCATOR: extern "C" fn(
+    libc::c_int,
+    *const *const libc::c_char,
+    *const *const libc::c_char,
+) = choose_allocator;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+extern "C" fn choose_allocator(
+    argc: libc::c_int,
+    argv: *const *const libc::c_char,
+    _env: *const *const libc::c_char,
+) {
+    let args = (1..usize::try_from(argc).unwrap_or(0)).map(|i| {
+        // SAFETY: glibc hands `.init_array` functions the process's own argc and argv.
+        unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) }.to_bytes()
+    });
+    let choice = if serves_one_request(args) {
+        SYSTEM
+    } else {
+        MIMALLOC
+    };
+    // Only if nothing was allocated yet; then the system allocator stays.
+    let _ = CHOICE.compare_exchange(UNDECIDED, choice, Ordering::Relaxed, Ordering::Relaxed);
+}
+
+/// Whether a command line (without the program name) asks for one request's work: `init`,
+/// `append` without `--batch`, `get`, `at`, `schema`, or only help or the version. A wrong
+/// guess only costs time.
+fn serves_one_request<'a>(mut args: impl Iterator<Item = &'a [u8]>) -> bool {
+    let mut command: Option<&[u8]> = None;
+    let mut batch = false;
+    while let Some(arg) = args.next() {
+        match command {
+            None if arg == b"-C" || arg == b"--folder" => {
+                args.next();
+            }
+            None if arg.starts_with(b"-") => {}
+            None => command = Some(arg),
+            Some(_) => batch |= arg == b"--batch",
+        }
+    }
+    match command {
+        None => true,
+        Some(b"append") => !batch,
+        Some(command) => matches!(command, b"init" | b"get" | b"at" | b"schema"),
+    }
+}
+
+struct ChosenAllocator;
+
+impl ChosenAllocator {
+    #[inline]
+    fn mimalloc() -> bool {
+        match CHOICE.load(Ordering::Relaxed) {
+            MIMALLOC => true,
+            SYSTEM => false,
+            // An allocation before the choice: the system allocator, for good.
+            _ => {
+                CHOICE.compare_exchange(UNDECIDED, SYSTEM, Ordering::Relaxed, Ordering::Relaxed)
+                    == Err(MIMALLOC)
+            }
+        }
+    }
+}
+
+// SAFETY: every call goes to one allocator, the same for the whole process (see `CHOICE`),
+// which upholds `GlobalAlloc`'s contract itself.
+unsafe impl GlobalAlloc for ChosenAllocator {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if Self::mimalloc() {
+            unsafe { mimalloc::MiMalloc.alloc(layout) }
+        } else {
+            unsafe { System.alloc(layout) }
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if Self::mimalloc() {
+            unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+        } else {
+            unsafe { System.alloc_zeroed(layout) }
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if Self::mimalloc() {
+            unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+        } else {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if Self::mimalloc() {
+            unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+        } else {
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+}
 
 /// mimalloc's `mi_option_purge_delay` (its `mi_option_e` index; libmimalloc-sys names no
 /// constant for it).
@@ -27,5 +154,41 @@ mod tests {
         // SAFETY: reading an option has no other effect.
         let delay = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
         assert_eq!(delay, 10);
+    }
+
+    fn one_request(line: &str) -> bool {
+        serves_one_request(line.split_whitespace().map(str::as_bytes))
+    }
+
+    #[test]
+    fn single_requests_keep_the_system_allocator_and_bulk_work_takes_mimalloc() {
+        for line in [
+            "",
+            "--version",
+            "--help",
+            "init shop",
+            "append order:1 --set status=paid",
+            "-C shop append order:1 --data {}",
+            "--folder shop get order:1",
+            "at order:1 --seq 3",
+            "schema show order",
+        ] {
+            assert!(one_request(line), "{line:?}");
+        }
+        for line in [
+            "append --batch",
+            "-C shop append --batch",
+            "-C append replay order:1",
+            "verify",
+            "clone a b",
+            "export",
+            "ls",
+            "log order:1",
+            "migrate order",
+            "apply",
+            "tail",
+        ] {
+            assert!(!one_request(line), "{line:?}");
+        }
     }
 }
