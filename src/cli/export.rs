@@ -1,9 +1,9 @@
 use std::path::PathBuf;
 
-use super::{Context, exit_codes, parse_docs};
-use crate::exit_code::ExitCode;
 use rayon::prelude::*;
 
+use super::{Context, exit_codes, parse_docs};
+use crate::exit_code::ExitCode;
 use crate::export::{Cursor, CursorEntry, Selection, complete_len, export_line, read_new};
 use crate::{DocId, Result, state, time};
 
