@@ -449,7 +449,9 @@ fn copy_stream(src: &Folder, dst: &Folder, plan: &mut Plan) -> Result<u64> {
         }
     };
     let mut reader = reader.stop_at(plan.to);
-    let mut buffer = Vec::with_capacity(1 << 20);
+    // Lines are written a megabyte at a time; most re-cloned streams bring far less.
+    let mut buffer =
+        Vec::with_capacity((plan.to.saturating_sub(plan.start.offset) as usize).min(1 << 20));
     let mut written = plan.start.offset;
     let mut events = 0;
     let mut last: Option<Hash> = None;
