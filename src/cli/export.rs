@@ -83,22 +83,10 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
     let docs = selection.documents(&folder)?;
     let mut out = super::output::Output::new();
     if args.states {
-        // Folded many at a time, on all cores, and printed in order.
-        for chunk in docs.chunks(STATES_TOGETHER) {
-            let states: Vec<Result<Option<String>>> = chunk
-                .par_iter()
-                .map(|doc| {
-                    let state = state::current(&folder, doc)?;
-                    Ok(state
-                        .map(|s| serde_json::to_string(&s.view(doc)).expect("a state serializes")))
-                })
-                .collect();
-            for state in states {
-                if let Some(line) = state? {
-                    out.line(&line)?;
-                }
-            }
-        }
+        out.lines_in_order(&docs, STATES_TOGETHER, |doc| {
+            let state = state::current(&folder, doc)?;
+            Ok(state.map(|s| serde_json::to_string(&s.view(doc)).expect("a state serializes")))
+        })?;
         out.flush()?;
         return Ok(ExitCode::Success);
     }

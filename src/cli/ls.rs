@@ -1,4 +1,3 @@
-use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{Context, exit_codes};
@@ -33,23 +32,14 @@ struct Entry<'a> {
     deleted: bool,
 }
 
-/// Documents whose ends are read at a time, in parallel: their lines are printed in id order
-/// before the next are read, so memory stays flat however many documents there are.
+/// Documents whose ends are read at a time, in parallel (their lines printed in id order).
 const READ_TOGETHER: usize = 1024;
 
 pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
     let folder = context.open()?;
     let docs = super::replay::select(&folder, Vec::new(), args.kind.as_deref())?;
     let mut out = super::output::Output::new();
-    for chunk in docs.chunks(READ_TOGETHER) {
-        let lines: Vec<Result<Option<String>>> =
-            chunk.par_iter().map(|doc| entry(&folder, doc)).collect();
-        for line in lines {
-            if let Some(line) = line? {
-                out.line(&line)?;
-            }
-        }
-    }
+    out.lines_in_order(&docs, READ_TOGETHER, |doc| entry(&folder, doc))?;
     out.flush()?;
     Ok(ExitCode::Success)
 }

@@ -3,6 +3,7 @@
 
 use std::io::{self, BufWriter, Stdout, Write};
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::{Error, Result};
@@ -31,6 +32,27 @@ impl Output {
     pub fn json(&mut self, value: &impl Serialize) -> Result<()> {
         serde_json::to_writer(&mut self.out, value).map_err(|e| stdout_error(e.into()))?;
         self.out.write_all(b"\n").map_err(stdout_error)
+    }
+
+    /// Prints the line `line` makes of each of `items`, in order, skipping `None`s. The lines
+    /// are made on all cores, `together` items at a time, each batch printed before the next
+    /// is made, so memory stays flat however many items there are. An error stops the output
+    /// after the lines of the items before it, as one item at a time would.
+    pub fn lines_in_order<T: Sync>(
+        &mut self,
+        items: &[T],
+        together: usize,
+        line: impl Fn(&T) -> Result<Option<String>> + Sync,
+    ) -> Result<()> {
+        for chunk in items.chunks(together) {
+            let lines: Vec<Result<Option<String>>> = chunk.par_iter().map(&line).collect();
+            for made in lines {
+                if let Some(made) = made? {
+                    self.line(&made)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Flushes what is buffered.
