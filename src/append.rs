@@ -96,9 +96,21 @@ pub struct Request {
     pub action: Action,
     pub expect: Expect,
     pub meta: Option<Value>,
+    /// The requested event's data and meta, encoded ahead (see [`Request::encoded_ahead`]);
+    /// `None` to encode them when the event is planned.
+    pub payload: Option<Payload>,
 }
 
 impl Request {
+    /// The request with its payload encoded now, on this thread: a batch encodes on the
+    /// thread that reads its input, which has time to spare, while the thread that plans and
+    /// writes is the one every request waits for. A migration's data depends on the state, so
+    /// it is still encoded when planned.
+    pub fn encoded_ahead(mut self) -> Request {
+        self.payload = self.encode_payload();
+        self
+    }
+
     /// The requested event's data and meta, encoded; `None` for a migration, whose data
     /// depends on the state.
     fn encode_payload(&self) -> Option<Payload> {
@@ -431,10 +443,15 @@ pub(crate) fn plan(
     let mut events: Vec<(EventType, Data)> = Vec::new();
     // Undone if anything below refuses the request.
     let mut patched_in_place = None;
-    // Encoded here, by the thread that writes: encoding on the thread that reads a batch's
-    // input made that thread the slower of the two, and every payload a cross-thread free.
-    let payload = request.encode_payload();
-    let requested = || Data::Prepared(payload.as_ref().expect("only a migration has no payload"));
+    let encoded_here;
+    let payload = match &request.payload {
+        Some(payload) => Some(payload),
+        None => {
+            encoded_here = request.encode_payload();
+            encoded_here.as_ref()
+        }
+    };
+    let requested = || Data::Prepared(payload.expect("only a migration has no payload"));
     let new_state = match &request.action {
         Action::Create(state) => {
             if let Some(last) = last.filter(|_| live) {

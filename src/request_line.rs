@@ -122,6 +122,7 @@ pub fn parse(text: &[u8]) -> Result<Request> {
         action,
         expect,
         meta,
+        payload: None,
     })
 }
 

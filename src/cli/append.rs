@@ -181,6 +181,7 @@ fn resolve(args: &Args, limit: usize) -> Result<Request> {
         action,
         expect,
         meta,
+        payload: None,
     })
 }
 

@@ -36,6 +36,7 @@ pub fn run(folder: &Folder) -> Result<ExitCode> {
     let mut input = StdinLines::spawn(limit, GROUP_LINES, |line| {
         line.map_err(|reason| Error::input("request", reason))
             .and_then(|l| request_line::parse(&l))
+            .map(Request::encoded_ahead)
     });
     let mut out = Output::new();
     let mut first_refusal = None;
@@ -65,7 +66,7 @@ pub fn run(folder: &Folder) -> Result<ExitCode> {
                 rounds.deliver(done, &mut out, &mut first_refusal)?;
             }
         }
-        requests.clear();
+        input.recycle(&mut requests);
     }
     Ok(first_refusal.unwrap_or(ExitCode::Success))
 }

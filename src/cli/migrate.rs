@@ -84,6 +84,7 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
                 action: Action::Migrate,
                 expect: Expect::Any,
                 meta: None,
+                payload: None,
             };
             match append(&folder, &request) {
                 Ok(appended) => {

@@ -168,6 +168,7 @@ fn set(args: SetArgs, context: &Context) -> Result<ExitCode> {
                     action,
                     expect: Expect::Seq(current.seq),
                     meta: None,
+                    payload: None,
                 }
             }
             Some(current) => Request {
@@ -175,12 +176,14 @@ fn set(args: SetArgs, context: &Context) -> Result<ExitCode> {
                 action: Action::Create(definition.clone()),
                 expect: Expect::Seq(current.seq),
                 meta: None,
+                payload: None,
             },
             None => Request {
                 doc: doc.clone(),
                 action: Action::Create(definition.clone()),
                 expect: Expect::NoStream,
                 meta: None,
+                payload: None,
             },
         };
         match append(&folder, &request) {

@@ -27,6 +27,14 @@ pub struct StdinLines<T> {
     mode: Mode<T>,
     queue: usize,
     prepare: Arc<dyn Fn(Line) -> T + Send + Sync>,
+    /// While a thread reads: where spent groups go to be dropped there, and where they come
+    /// back empty (see [`recycle`](Self::recycle)).
+    spent: Option<Recycling<T>>,
+}
+
+struct Recycling<T> {
+    to_reader: mpsc::Sender<Vec<T>>,
+    emptied: mpsc::Receiver<Vec<T>>,
 }
 
 enum Mode<T> {
@@ -129,6 +137,27 @@ impl<T: Send + 'static> StdinLines<T> {
             mode: Mode::Inline(reader),
             queue,
             prepare: Arc::new(prepare),
+            spent: None,
+        }
+    }
+
+    /// Empties `group`, a group the caller is done with. While a thread reads, its items are
+    /// dropped there: they were allocated there, and an allocator frees memory of another
+    /// thread at a cost (mimalloc defers it through a shared list). The caller's thread is
+    /// the busier one in a firehose, so it keeps only the handing over.
+    pub fn recycle(&mut self, group: &mut Vec<T>) {
+        let Some(recycling) = &self.spent else {
+            group.clear();
+            return;
+        };
+        let empty = recycling.emptied.try_recv().unwrap_or_default();
+        let full = std::mem::replace(group, empty);
+        if let Err(mpsc::SendError(mut unsent)) = recycling.to_reader.send(full) {
+            // The thread has ended: drop here, and keep the larger buffer.
+            unsent.clear();
+            if unsent.capacity() > group.capacity() {
+                *group = unsent;
+            }
         }
     }
 
@@ -204,7 +233,10 @@ impl<T: Send + 'static> StdinLines<T> {
     fn receive(&mut self, message: Message<T>, group: &mut Vec<T>) {
         match message {
             Message::Line(item) => group.push(item),
-            Message::HandBack(reader) => self.mode = Mode::Inline(reader),
+            Message::HandBack(reader) => {
+                self.mode = Mode::Inline(reader);
+                self.spent = None;
+            }
         }
     }
 
@@ -215,9 +247,16 @@ impl<T: Send + 'static> StdinLines<T> {
             return;
         };
         let (sender, receiver) = mpsc::sync_channel::<Message<T>>(self.queue);
+        let (to_reader, spent) = mpsc::channel::<Vec<T>>();
+        let (emptied_sender, emptied) = mpsc::channel::<Vec<T>>();
+        self.spent = Some(Recycling { to_reader, emptied });
         let prepare = Arc::clone(&self.prepare);
         std::thread::spawn(move || {
             loop {
+                while let Ok(mut group) = spent.try_recv() {
+                    group.clear();
+                    let _ = emptied_sender.send(group);
+                }
                 if !reader.ready_soon() {
                     let _ = sender.send(Message::HandBack(reader));
                     return;
