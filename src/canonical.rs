@@ -72,27 +72,25 @@ pub fn push_string(out: &mut String, s: &str) {
 /// The index of the first byte of `bytes` that a JSON string must escape (`"`, `\`, or below
 /// 0x20), looked for eight bytes at a time.
 pub fn first_escape(bytes: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i < bytes.len() {
-        if let Some(word) = bytes.get(i..i + 8) {
-            let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-            if !needs_escape(word) {
-                i += 8;
-                continue;
-            }
+    let mut words = bytes.chunks_exact(8);
+    for (n, word) in words.by_ref().enumerate() {
+        let hits = escape_hits(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+        if hits != 0 {
+            return Some(8 * n + hits.trailing_zeros() as usize / 8);
         }
-        if escape(bytes[i]).is_some() {
-            return Some(i);
-        }
-        i += 1;
     }
-    None
+    let tail = words.remainder();
+    let at = bytes.len() - tail.len();
+    tail.iter()
+        .position(|&b| escape(b).is_some())
+        .map(|i| at + i)
 }
 
-/// Whether any of the eight bytes of `word` is below 0x20, `"` or `\`. Exact: the classic
-/// "has zero byte" test `(x - 0x01..) & !x & 0x80..` only errs in bytes above the first true
-/// hit, and the whole word then goes through the byte-at-a-time path.
-fn needs_escape(word: u64) -> bool {
+/// The high bit of each byte of `word` (read little-endian) that is below 0x20, `"` or `\`,
+/// exact up to its lowest set bit: the classic "has zero byte" test `(x - 0x01..) & !x &
+/// 0x80..` only errs in bytes above a true hit (through the borrow), so the lowest set bit
+/// marks the first byte to escape.
+fn escape_hits(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let below_space = word.wrapping_sub(ONES * 0x20);
@@ -100,7 +98,7 @@ fn needs_escape(word: u64) -> bool {
     let quote = quote.wrapping_sub(ONES) & !quote;
     let backslash = word ^ (ONES * b'\\' as u64);
     let backslash = backslash.wrapping_sub(ONES) & !backslash;
-    ((below_space & !word) | quote | backslash) & HIGHS != 0
+    ((below_space & !word) | quote | backslash) & HIGHS
 }
 
 /// How serde_json escapes byte `b`: `None` when it stands as it is, `Some(c)` for `\c`, and
@@ -185,6 +183,20 @@ mod tests {
     }
 
     proptest! {
+        /// Bytes drawn mostly from those to escape and their neighbours, which the word test
+        /// could mistake for them.
+        #[test]
+        fn the_first_byte_to_escape_is_found_exactly(
+            bytes in proptest::collection::vec(
+                prop_oneof![Just(0u8), Just(0x1f), Just(0x20), Just(b'!'), Just(b'"'), Just(b'#'),
+                    Just(b'\\'), Just(b']'), Just(0x7f), Just(0x80), Just(0xff), any::<u8>()],
+                0..40,
+            )
+        ) {
+            let naive = bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            prop_assert_eq!(first_escape(&bytes), naive);
+        }
+
         #[test]
         fn any_value_is_written_byte_for_byte_as_serde_json_writes_it(value in any_value()) {
             prop_assert_eq!(written(&value), serde_json::to_string(&value).unwrap());

@@ -198,4 +198,5 @@ fn a_stream_read_ahead_reports_its_first_corruption_by_seq() {
     let (code, _, stderr) = f.run(&["replay", "long:1"]);
     assert_eq!(code, 4, "{stderr}");
     assert!(stderr.contains("seq 3000"), "{stderr}");
+    assert!(stderr.contains("hash does not match"), "{stderr}");
 }
