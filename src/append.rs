@@ -350,7 +350,7 @@ impl Head {
         let last = tail.last.as_ref().map(|e| Last {
             seq: e.seq,
             hash: e.hash,
-            timestamp: e.timestamp.clone(),
+            timestamp: e.timestamp().to_string(),
             deleted: e.kind == EventType::Delete,
             stamp: e.schema,
         });

@@ -336,7 +336,7 @@ fn plan_stream(src: &Folder, dst: &Folder, doc: DocId, keep: &Keep) -> Result<Op
                         offset: at,
                         next_seq: dst_last.seq + 1,
                         prev_hash: dst_last.hash,
-                        prev_timestamp: dst_last.timestamp,
+                        prev_timestamp: dst_last.timestamp().to_string(),
                     }
                 }
             }

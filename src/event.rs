@@ -259,9 +259,11 @@ pub struct StoredEvent {
     pub line: String,
     pub seq: u64,
     pub kind: EventType,
-    pub timestamp: String,
     pub schema: Option<u64>,
     pub hash: Hash,
+    /// Where `timestamp` starts in the line: kept there rather than copied, one allocation
+    /// fewer per event read.
+    timestamp_at: usize,
     data: Range<usize>,
 }
 
@@ -275,6 +277,11 @@ impl StoredEvent {
         let salt = decode_hex::<SALT_BYTES>(hex(120, 32)).ok_or("salt is not hex")?;
         let data_hash = decode_hex::<32>(hex(73, 64)).ok_or("data_hash is not hex")?;
         check_digest(&salt, self.data_text(), &data_hash)
+    }
+
+    /// When the event was written, in the stored form (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
+    pub fn timestamp(&self) -> &str {
+        &self.line[self.timestamp_at..self.timestamp_at + crate::time::STORED_LEN]
     }
 
     /// The raw text of the `data` member.
@@ -427,7 +434,10 @@ pub fn parse_line_with(
     };
     scan.pos += kind.as_str().len() + 1;
     scan.expect(",\"timestamp\":\"").map_err(bad)?;
-    let timestamp = scan.fixed(27, "timestamp").map_err(bad)?;
+    let timestamp_at = scan.pos;
+    let timestamp = scan
+        .fixed(crate::time::STORED_LEN, "timestamp")
+        .map_err(bad)?;
     if !crate::time::is_stored_form(timestamp) {
         return Err(format!("timestamp {timestamp:?} is not in the stored form"));
     }
@@ -499,12 +509,11 @@ pub fn parse_line_with(
             "hash does not match the event's bytes and the previous event's hash".to_string(),
         );
     }
-    let timestamp = timestamp.to_string();
     Ok(StoredEvent {
         line,
         seq,
         kind,
-        timestamp,
+        timestamp_at,
         schema,
         hash,
         data,
@@ -537,20 +546,53 @@ fn is_lower_uuid(text: &str) -> bool {
         })
 }
 
-/// Decodes exactly `N` bytes of lower-case hex.
+/// Decodes exactly `N` bytes of lower-case hex, eight digits at a time.
 pub fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     let bytes = text.as_bytes();
     if bytes.len() != 2 * N {
         return None;
     }
     let mut out = [0u8; N];
+    let mut words = bytes.chunks_exact(8);
+    let mut quads = out.chunks_exact_mut(4);
+    for (word, quad) in words.by_ref().zip(quads.by_ref()) {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        quad.copy_from_slice(&decode_hex_word(word)?.to_le_bytes());
+    }
     let mut invalid = 0;
-    for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+    for (byte, pair) in quads
+        .into_remainder()
+        .iter_mut()
+        .zip(words.remainder().chunks_exact(2))
+    {
         let (hi, lo) = (NIBBLES[pair[0] as usize], NIBBLES[pair[1] as usize]);
         invalid |= hi | lo;
         *byte = (hi << 4) | (lo & 0x0f);
     }
     (invalid & 0xf0 == 0).then_some(out)
+}
+
+/// Eight lower-case hex digits (the first in the lowest byte of `word`) as four bytes (the
+/// first in the lowest byte), or `None` if any is not one.
+fn decode_hex_word(word: u64) -> Option<u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = ONES * 0x80;
+    // The high bit of each byte that is at least `low`; exact for ASCII bytes, whose sums
+    // cannot carry into the next byte.
+    let at_least = |low: u8| word.wrapping_add(ONES * (0x80 - u64::from(low))) & HIGHS;
+    let digit = at_least(b'0') & !at_least(b'9' + 1);
+    let letter = at_least(b'a') & !at_least(b'f' + 1);
+    if word & HIGHS != 0 || digit | letter != HIGHS {
+        return None;
+    }
+    // '0'..'9' are 0x30..0x39 and 'a'..'f' 0x61..0x66: the low four bits, plus 9 for a letter
+    // (bit 6).
+    let nibbles = (word & (ONES * 0x0f)) + ((word >> 6) & ONES) * 9;
+    // Each 16-bit lane becomes one byte (high nibble first), then the lanes are packed.
+    const EVEN: u64 = 0x00ff_00ff_00ff_00ff;
+    let lanes = ((nibbles & EVEN) << 4) | ((nibbles >> 8) & EVEN);
+    let pairs = (lanes | (lanes >> 8)) & 0x0000_ffff_0000_ffff;
+    Some((pairs | (pairs >> 16)) as u32)
 }
 
 /// Lower-case hex of `bytes`.
@@ -662,8 +704,42 @@ mod tests {
     #[test]
     fn hex_is_lower_case_only() {
         assert_eq!(decode_hex::<2>("0aff"), Some([0x0a, 0xff]));
-        for bad in ["0aFF", "0ag0", "0a f", "0a", "0aff00"] {
+        for bad in ["0aFF", "0ag0", "0a f", "0a", "0aff00", "0\u{e9}f"] {
             assert_eq!(decode_hex::<2>(bad), None, "{bad}");
+        }
+        // Eight digits go through the word test: a non-ASCII byte, 'A' and 'g' fail it.
+        for bad in ["0123\u{e9}ab", "0123A5ab", "g1234567", "1234567g"] {
+            assert_eq!(decode_hex::<4>(bad), None, "{bad}");
+        }
+        let hex = "0123456789abcdef".repeat(4);
+        let bytes: Vec<u8> = (0..32).map(|i| ((i % 8) * 0x22 + 0x01) as u8).collect();
+        assert_eq!(decode_hex::<32>(&hex).map(|b| b.to_vec()), Some(bytes));
+    }
+
+    proptest::proptest! {
+        /// Digits drawn mostly from hex digits, with their neighbours in ASCII, against a
+        /// decoder that goes digit by digit; 28 digits: three words, then four digits.
+        #[test]
+        fn hex_decodes_as_digit_by_digit(
+            digits in proptest::collection::vec(
+                proptest::prop_oneof![
+                    20 => proptest::sample::select(b"0123456789abcdef".to_vec()),
+                    1 => proptest::sample::select(b"/:`gAF\x7f\x00".to_vec()),
+                ],
+                28,
+            ),
+        ) {
+            let digit = |c: u8| match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            };
+            let slow: Option<Vec<u8>> = digits
+                .chunks(2)
+                .map(|pair| Some((digit(pair[0])? << 4) | digit(pair[1])?))
+                .collect();
+            let text = std::str::from_utf8(&digits).expect("ASCII");
+            proptest::prop_assert_eq!(decode_hex::<14>(text).map(|b| b.to_vec()), slow);
         }
     }
 

@@ -131,8 +131,13 @@ impl Selection {
 
     /// Whether `event` is shipped.
     pub fn includes_event(&self, event: &StoredEvent) -> bool {
-        self.since.as_ref().is_none_or(|s| &event.timestamp >= s)
-            && self.until.as_ref().is_none_or(|u| &event.timestamp <= u)
+        self.since
+            .as_ref()
+            .is_none_or(|s| event.timestamp() >= s.as_str())
+            && self
+                .until
+                .as_ref()
+                .is_none_or(|u| event.timestamp() <= u.as_str())
     }
 
     /// The selected documents of `folder`, schema documents first (so that a consumer meets a

@@ -89,7 +89,8 @@ impl DocState {
         }
         self.seq = event.seq;
         self.hash = event.hash;
-        self.timestamp.clone_from(&event.timestamp);
+        self.timestamp.clear();
+        self.timestamp.push_str(event.timestamp());
         self.schema = event.schema;
         Ok(())
     }
@@ -166,7 +167,7 @@ pub fn at(folder: &Folder, doc: &DocId, point: &Point) -> Result<Option<DocState
     while let Some(event) = reader.next_event()? {
         let past = match point {
             Point::Seq(seq) => event.seq > *seq,
-            Point::Time(t) => event.timestamp.as_str() > t.as_str(),
+            Point::Time(t) => event.timestamp() > t.as_str(),
         };
         if past {
             break;

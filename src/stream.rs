@@ -218,17 +218,19 @@ impl StreamReader {
             let reason = format!("seq {} where {} was expected", event.seq, self.next_seq);
             return Err(self.corrupt(Some(self.next_seq), reason));
         }
-        if event.timestamp < self.prev_timestamp {
+        if event.timestamp() < self.prev_timestamp.as_str() {
             let reason = format!(
                 "timestamp {} is earlier than the previous event's {}",
-                event.timestamp, self.prev_timestamp
+                event.timestamp(),
+                self.prev_timestamp
             );
             return Err(self.corrupt(Some(event.seq), reason));
         }
         self.offset += read as u64;
         self.next_seq += 1;
         self.prev_hash = event.hash;
-        self.prev_timestamp.clone_from(&event.timestamp);
+        self.prev_timestamp.clear();
+        self.prev_timestamp.push_str(event.timestamp());
         Ok(Some(event))
     }
 

@@ -27,6 +27,9 @@ pub fn parse(text: &str, what: &str) -> Result<String> {
     Ok(format(instant.with_timezone(&Utc)))
 }
 
+/// The length of a timestamp in the stored form, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub const STORED_LEN: usize = 27;
+
 /// Whether `text` is exactly in the stored form.
 pub fn is_stored_form(text: &str) -> bool {
     // YYYY-MM-DDTHH:MM:SS.ffffffZ, checked without allocating: readers call this per event.
@@ -37,7 +40,7 @@ pub fn is_stored_form(text: &str) -> bool {
             .iter()
             .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
     };
-    if b.len() != 27
+    if b.len() != STORED_LEN
         || ![
             (4, b'-'),
             (7, b'-'),

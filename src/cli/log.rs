@@ -77,12 +77,16 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
         let event = event?;
         any = true;
         if args.to.is_some_and(|to| event.seq > to)
-            || until.as_ref().is_some_and(|u| &event.timestamp > u)
+            || until
+                .as_ref()
+                .is_some_and(|u| event.timestamp() > u.as_str())
         {
             break;
         }
         if args.from.is_some_and(|from| event.seq < from)
-            || since.as_ref().is_some_and(|s| &event.timestamp < s)
+            || since
+                .as_ref()
+                .is_some_and(|s| event.timestamp() < s.as_str())
         {
             continue;
         }

@@ -57,7 +57,7 @@ fn entry(folder: &Folder, doc: &DocId) -> Result<Option<String>> {
     let entry = Entry {
         doc: doc.as_str(),
         seq: last.seq,
-        timestamp: &last.timestamp,
+        timestamp: last.timestamp(),
         hash: last.hash_hex(),
         deleted: last.kind == EventType::Delete,
     };

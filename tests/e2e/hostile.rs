@@ -826,7 +826,7 @@ fn a_forged_event_whose_patch_cannot_apply_is_reported_as_corruption() {
         seq: 1,
         doc: &id,
         kind: EventType::Update,
-        timestamp: &first.timestamp,
+        timestamp: first.timestamp(),
         schema: None,
         meta: None,
         data: Some(&patch),
