@@ -7,7 +7,42 @@ use crate::{Error, Result};
 
 /// The current time in eventdir's stored form.
 pub fn now() -> String {
-    format(Utc::now())
+    format_within_second(Utc::now())
+}
+
+/// [`format`], with the part up to the seconds formatted once per second per thread: a batch
+/// stamps every event it writes, and the general formatter costs more than the clock.
+fn format_within_second(instant: DateTime<Utc>) -> String {
+    thread_local! {
+        /// The last second formatted, and its form up to the decimal point included.
+        static SECOND: std::cell::RefCell<(i64, String)> = const {
+            std::cell::RefCell::new((i64::MIN, String::new()))
+        };
+    }
+    let micros = instant.timestamp_subsec_micros();
+    if micros >= 1_000_000 {
+        // A leap second, which only a parsed time can carry.
+        return format(instant);
+    }
+    SECOND.with_borrow_mut(|(second, prefix)| {
+        if *second != instant.timestamp() {
+            let mut full = format(instant);
+            full.truncate(full.len() - "000000Z".len());
+            *prefix = full;
+            *second = instant.timestamp();
+        }
+        let mut out = String::with_capacity(STORED_LEN);
+        out.push_str(prefix);
+        let mut digits = [b'0'; 6];
+        let mut rest = micros;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        out.push_str(std::str::from_utf8(&digits).expect("ASCII digits"));
+        out.push('Z');
+        out
+    })
 }
 
 /// Formats an instant in eventdir's stored form, e.g. `2026-11-23T12:00:00.000000Z`.
@@ -68,6 +103,27 @@ pub fn is_stored_form(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_is_formatted_as_format_formats_it() {
+        // Whole seconds, so that the steps within one reuse its formatted part.
+        let this_second = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+        for base in [this_second, DateTime::UNIX_EPOCH] {
+            for step in [
+                0,
+                1,
+                999_999,
+                1_000_000,
+                1_000_001,
+                59_999_999,
+                86_400_000_000,
+            ] {
+                let instant = base + chrono::Duration::microseconds(step);
+                assert_eq!(format_within_second(instant), format(instant));
+            }
+        }
+        assert!(is_stored_form(&now()));
+    }
 
     #[test]
     fn stored_form_is_fixed_width_utc() {
