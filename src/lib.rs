@@ -20,6 +20,7 @@ pub mod io;
 pub mod json;
 pub mod no_symlinks;
 pub mod patch;
+pub mod plain_json;
 pub mod read_ahead;
 pub mod request_line;
 pub mod schema;
