@@ -278,6 +278,11 @@ if o is not None and num("s3_bytes"):
 h = median("s2_harness")
 if h is not None:
     notes.append("scenario 2's producer alone (same round trips against `cat`): %s" % rate(n2, h))
+a, e2 = median("s2_answer"), median("s2_eventdir")
+if a is not None:
+    share = "" if e2 is None else "; eventdir reaches %.0f%% of it" % (100 * a / e2)
+    notes.append("scenario 2's protocol floor (the same producer against `bench/answer.c`, which appends "
+                 "and fdatasyncs before each answer): %s%s" % (rate(n2, a), share))
 if notes:
     out.append("Diagnostics measured in the same run:")
     out.append("")
