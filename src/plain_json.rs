@@ -93,8 +93,9 @@ fn key_end(b: &[u8], at: usize) -> Option<usize> {
     (b.get(end) == Some(&b':')).then_some(end + 1)
 }
 
-/// The end of a string without escapes or control characters starting at `at`.
-fn string_end(b: &[u8], at: usize) -> Option<usize> {
+/// The end of a string without escapes or control characters starting at `at` (just after
+/// its closing quote).
+pub(crate) fn string_end(b: &[u8], at: usize) -> Option<usize> {
     if b.get(at) != Some(&b'"') {
         return None;
     }

@@ -65,15 +65,10 @@ impl<'a> Scan<'a> {
 
     /// A string without escapes or control characters: its contents as they stand.
     fn string(&mut self) -> Option<&'a str> {
-        self.literal("\"")?;
-        let rest = self.rest();
-        // The first byte a string must escape ends a clean string, if it is the quote.
-        let len = crate::canonical::first_escape(rest.as_bytes())?;
-        if rest.as_bytes()[len] != b'"' {
-            return None;
-        }
-        self.at += len + 1;
-        Some(&rest[..len])
+        let end = crate::plain_json::string_end(self.text.as_bytes(), self.at)?;
+        let string = &self.text[self.at + 1..end - 1];
+        self.at = end;
+        Some(string)
     }
 
     /// Any JSON value: the short ones by hand, numbers and containers by serde_json (the
