@@ -112,7 +112,7 @@ pub fn command() -> clap::Command {
 }
 
 /// Runs the command line and returns the process exit code.
-pub fn main() -> std::process::ExitCode {
+pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -134,19 +134,18 @@ pub fn main() -> std::process::ExitCode {
         Command::Apply(args) => apply::run(args, &context),
         Command::Tail(args) => tail::run(args, &context),
     };
-    let code = match result {
+    match result {
         Ok(code) => code,
         Err(e) if output::is_broken_pipe(&e) => ExitCode::Success,
         Err(e) => {
             eprintln!("eventdir: {e}");
             ExitCode::of(&e)
         }
-    };
-    std::process::ExitCode::from(code.code())
+    }
 }
 
 /// Prints a clap error as one line (help and version print as usual).
-fn usage_error(e: clap::Error) -> std::process::ExitCode {
+fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
         e.kind(),
@@ -155,18 +154,17 @@ fn usage_error(e: clap::Error) -> std::process::ExitCode {
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     ) {
         let _ = e.print();
-        let code = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
             ExitCode::BadInput
         } else {
             ExitCode::Success
         };
-        return std::process::ExitCode::from(code.code());
     }
     let rendered = e.render().to_string();
     let first = rendered.lines().next().unwrap_or("invalid usage");
     let first = first.strip_prefix("error: ").unwrap_or(first);
     eprintln!("eventdir: {first} (see `eventdir --help`)");
-    std::process::ExitCode::from(ExitCode::BadInput.code())
+    ExitCode::BadInput
 }
 
 /// Parses each document argument.

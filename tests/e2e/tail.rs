@@ -346,3 +346,33 @@ fn tail_follow_ends_quietly_when_its_stdout_is_closed() {
     assert_eq!(status.code(), Some(0), "a closed pipe is not an error");
     assert_eq!(std::fs::read_to_string(&stderr_path).unwrap(), "");
 }
+
+#[test]
+fn a_process_started_with_stdout_closed_gets_dev_null_as_its_stdout() {
+    // Otherwise the first file it opened would take descriptor 1, and what it prints would
+    // land there.
+    use std::os::unix::process::CommandExt;
+    let f = populated();
+    let mut cmd = command_in(f.path(), &["tail", "--follow"]);
+    // SAFETY: close is async-signal-safe and touches only the child's descriptor table.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(1);
+            Ok(())
+        });
+    }
+    let mut child = cmd.stderr(Stdio::null()).spawn().unwrap();
+    let fd = format!("/proc/{}/fd/1", child.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let target = loop {
+        // Before exec the descriptor is closed; once the process has started, it is set.
+        let target = std::fs::read_link(&fd).ok();
+        if target.as_deref() == Some(Path::new("/dev/null")) || Instant::now() > deadline {
+            break target;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(target.as_deref(), Some(Path::new("/dev/null")));
+}
