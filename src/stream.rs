@@ -334,9 +334,13 @@ pub fn tail_from_end(
     // ends the line before it; the block scans below are for lines longer than that.
     let (file_len, window_start, window) = (end.file_len, end.start, &end.bytes);
     // The last newline before `end`: from the window when it can tell, else by block scans.
+    // The window is scanned a word at a time: `memchr::memrchr` would first ask the CPU for
+    // its features, and in a virtual machine each `cpuid` instruction traps (about 25 µs a
+    // process here, for the scan of a line or two).
+    let newline = memchr::arch::all::memchr::One::new(b'\n');
     let last_newline = |end: u64| -> Result<Option<u64>> {
         if end >= window_start {
-            match memchr::memrchr(b'\n', &window[..(end - window_start) as usize]) {
+            match newline.rfind(&window[..(end - window_start) as usize]) {
                 Some(i) => return Ok(Some(window_start + i as u64)),
                 None if window_start == 0 => return Ok(None),
                 None => {}

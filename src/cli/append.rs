@@ -195,6 +195,9 @@ fn parse_sets(sets: &[String]) -> Result<Vec<(String, Value)>> {
             if field.is_empty() {
                 return Err(Error::input("--set", format!("{set:?} has an empty FIELD")));
             }
+            if !may_start_json(value) {
+                return Ok((field.to_string(), Value::String(value.to_string())));
+            }
             let value = match json::parse_strict(value.as_bytes(), "--set VALUE") {
                 Ok(value) => value,
                 // JSON that breaks eventdir's rules (duplicate keys, too deep) is refused
@@ -207,10 +210,51 @@ fn parse_sets(sets: &[String]) -> Result<Vec<(String, Value)>> {
         .collect()
 }
 
+/// Whether `text` can begin a JSON text: after JSON's whitespace, a byte that starts a value.
+/// One that cannot (`paid`, ``) is a string without a try of the parser, whose error costs a
+/// one-off CPU feature probe (`cpuid`, which traps in a virtual machine) to place its column.
+fn may_start_json(text: &str) -> bool {
+    text.bytes()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|b| {
+            matches!(
+                b,
+                b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n'
+            )
+        })
+}
+
 /// Whether `text` is JSON by syntax alone (nesting too deep to parse counts as JSON).
 fn is_json_syntax(text: &str) -> bool {
     match serde_json::from_str::<serde::de::IgnoredAny>(text) {
         Ok(_) => true,
         Err(e) => e.to_string().starts_with("recursion limit exceeded"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn every_kind_of_json_value_may_start_json() {
+        for text in [
+            "1", "-1", "\"a\"", "true", "false", "null", "[]", "{}", " 1", "\n{}",
+        ] {
+            assert!(may_start_json(text), "{text:?}");
+        }
+        for text in ["", "  ", "paid", "x=1", "+1", ".5", "'a'", "N"] {
+            assert!(!may_start_json(text), "{text:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_text_that_cannot_start_json_never_parses(text in "[ \t\r\n]{0,2}.{0,12}") {
+            if !may_start_json(&text) {
+                prop_assert!(serde_json::from_str::<serde::de::IgnoredAny>(&text).is_err());
+            }
+        }
     }
 }
