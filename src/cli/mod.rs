@@ -13,6 +13,7 @@ mod log;
 mod ls;
 mod migrate;
 mod output;
+mod parse;
 mod replay;
 mod schema;
 mod stdin_lines;
@@ -57,6 +58,16 @@ pub(crate) use exit_codes;
 
 ", exit_codes!()))]
 pub struct Cli {
+    #[command(flatten)]
+    globals: Globals,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The options of every subcommand.
+#[derive(clap::Args, Debug)]
+struct Globals {
     /// The folder to work in [default: the current directory]
     #[arg(
         short = 'C',
@@ -66,9 +77,6 @@ pub struct Cli {
         value_name = "DIR"
     )]
     folder: Option<PathBuf>,
-
-    #[command(subcommand)]
-    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
@@ -113,11 +121,13 @@ pub fn command() -> clap::Command {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse::parse(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    let context = Context { folder: cli.folder };
+    let context = Context {
+        folder: cli.globals.folder,
+    };
     let result = match cli.command {
         Command::Init(args) => init::run(args, &context),
         Command::Append(args) => append::run(args, &context),
