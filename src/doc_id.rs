@@ -130,16 +130,27 @@ impl DocId {
     /// The stream file's path relative to the folder's `streams/` directory:
     /// `TYPE/SHARD/ID.ndjson`, where SHARD is the first byte of SHA-256 of the whole id in hex.
     pub fn relative_path(&self) -> PathBuf {
-        let mut path = PathBuf::from(encode(self.kind()));
-        path.push(self.shard());
-        path.push(format!("{}.ndjson", encode(self.id())));
-        path
+        // Built in one string: every stream opened asks for its path.
+        let (kind, id) = (self.kind(), self.id());
+        let mut path = String::with_capacity(encoded_len(kind) + 4 + encoded_len(id) + 7);
+        encode_into(kind, &mut path);
+        path.push('/');
+        path.extend(self.shard_digits());
+        path.push('/');
+        encode_into(id, &mut path);
+        path.push_str(".ndjson");
+        PathBuf::from(path)
     }
 
     /// The shard directory name: two hex digits taken from the id's SHA-256.
     pub fn shard(&self) -> String {
-        let digest = Sha256::digest(self.full.as_bytes());
-        format!("{:02x}", digest[0])
+        self.shard_digits().into_iter().collect()
+    }
+
+    fn shard_digits(&self) -> [char; 2] {
+        let byte = Sha256::digest(self.full.as_bytes())[0];
+        let hex = |n: u8| char::from(b"0123456789abcdef"[usize::from(n)]);
+        [hex(byte >> 4), hex(byte & 0xf)]
     }
 
     /// Recovers the id from a stream file's path relative to `streams/`, or `None` when the path
@@ -147,7 +158,7 @@ impl DocId {
     pub fn from_relative_path(path: &Path) -> Option<DocId> {
         let mut parts = path.iter();
         let kind = decode(parts.next()?.to_str()?)?;
-        let shard = parts.next()?.to_str()?;
+        parts.next()?; // the shard, checked with the rest below
         let file = parts.next()?.to_str()?;
         if parts.next().is_some() {
             return None;
@@ -162,7 +173,9 @@ impl DocId {
             return None; // no such reserved document exists
         }
 
-        (doc.kind() == kind && doc.shard() == shard && doc.relative_path() == path).then_some(doc)
+        // The path this id is written at, compared whole: its type (decoding takes only what
+        // encoding writes), its shard and its file name.
+        (doc.relative_path() == path).then_some(doc)
     }
 }
 
@@ -193,14 +206,22 @@ fn encoded_len(text: &str) -> usize {
 /// Encodes one part of an id as a file-name component.
 fn encode(text: &str) -> String {
     let mut out = String::with_capacity(encoded_len(text));
+    encode_into(text, &mut out);
+    out
+}
+
+/// [`encode`], appending to `out`.
+fn encode_into(text: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for (i, b) in text.bytes().enumerate() {
         if is_plain(b, i == 0) {
-            out.push(b as char);
+            out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
         }
     }
-    out
 }
 
 /// Decodes a file-name component; `None` unless it is exactly what [`encode`] writes.
@@ -333,6 +354,8 @@ mod tests {
             format!("order/{shard}/%2f.ndjson"),
             format!("order/{shard}/42.txt"),
             format!("order/{shard}/42.ndjson/x"),
+            // a type that decodes with a colon in it: `a:b:c` is type `a`, written elsewhere
+            format!("a%3Ab/{}/c.ndjson", DocId::parse("a:b:c").unwrap().shard()),
         ] {
             assert_eq!(DocId::from_relative_path(Path::new(&path)), None, "{path}");
         }
