@@ -11,7 +11,7 @@
 //! write, still locked, and only tries the locks of its others (waiting for one while holding
 //! the group before's would break the lock order); it writes once the group before is durable.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -71,9 +71,10 @@ fn refusal(error: &Error) -> (ExitCode, String) {
 /// An entry is used only while the stream is still as this batch left it.
 struct HeadCache {
     heads: HashMap<DocId, Remembered>,
-    /// How many remembered streams have their file open, and how many may.
+    /// How many remembered streams have their file open.
     open_files: usize,
-    max_open_files: usize,
+    /// How many stream files the batch may hold open in all: its groups' and these.
+    budget: usize,
     /// Emptied write buffers of earlier groups, kept so that a long batch does not grow (and
     /// the kernel zero) fresh ones for every group, and their total capacity.
     buffers: Vec<String>,
@@ -93,12 +94,12 @@ const CACHED_HEADS: usize = 100_000;
 const CACHED_BUFFER_BYTES: usize = 64 << 20;
 
 impl HeadCache {
-    /// A cache that keeps at most `max_open_files` stream files open between groups.
-    fn new(max_open_files: usize) -> HeadCache {
+    /// A cache for a batch that may hold `budget` stream files open in all.
+    fn new(budget: usize) -> HeadCache {
         HeadCache {
             heads: HashMap::new(),
             open_files: 0,
-            max_open_files,
+            budget,
             buffers: Vec::new(),
             buffer_bytes: 0,
         }
@@ -111,8 +112,9 @@ impl HeadCache {
             self.heads.clear();
             self.open_files = 0;
         }
-        // A file not kept is closed, which releases its lock.
-        let file = (self.open_files < self.max_open_files)
+        // The file is open already, so keeping it costs nothing until a stream not open needs
+        // room ([`HeadCache::make_room`]). A file not kept is closed, which releases its lock.
+        let file = (self.open_files < self.budget)
             .then(|| fsio::unlock(stream, path).ok())
             .flatten();
         self.open_files += usize::from(file.is_some());
@@ -129,6 +131,27 @@ impl HeadCache {
             self.remember(doc, stream.head, stream.stream, &stream.path, len);
         }
         self.recycle(stream.pending);
+    }
+
+    /// Closes kept files until one more can be opened beside them and the `held` files of
+    /// the groups. Many at a time (an eighth of the budget), so that a batch going through
+    /// more streams than it may keep open does not scan the cache for every open.
+    fn make_room(&mut self, held: usize) {
+        if self.open_files + held < self.budget {
+            return;
+        }
+        let mut closing = (self.open_files + held + 1 - self.budget)
+            .max(self.budget / 8)
+            .min(self.open_files);
+        for remembered in self.heads.values_mut() {
+            if closing == 0 {
+                break;
+            }
+            if remembered.file.take().is_some() {
+                self.open_files -= 1;
+                closing -= 1;
+            }
+        }
     }
 
     fn recycle(&mut self, mut buffer: String) {
@@ -181,11 +204,35 @@ const CHAIN_FOR: Duration = Duration::from_secs(1);
 type Lost = Vec<(DocId, u64, (ExitCode, String))>;
 
 impl<T> Batcher<T> {
-    /// A batcher that keeps at most `max_open_files` stream files open between groups.
-    pub fn new(max_open_files: usize) -> Batcher<T> {
+    /// A batcher that holds at most `open_files` stream files open: those of the groups (so
+    /// at least twice as many as a group has streams) and, in what is left, those it keeps
+    /// open between groups.
+    pub fn new(open_files: usize) -> Batcher<T> {
         Batcher {
-            cache: HeadCache::new(max_open_files),
+            cache: HeadCache::new(open_files),
             in_flight: None,
+        }
+    }
+
+    /// How many streams a group of `docs` (a round's, repeats and all) may have: all of them,
+    /// when their files fit in the budget beside those of the group in flight (a stream both
+    /// hold is handed over, not opened again), so that the round is one group and one sync;
+    /// otherwise `split`, which leaves room for two groups.
+    pub fn streams_per_group<'a>(
+        &self,
+        docs: impl Iterator<Item = &'a DocId>,
+        split: usize,
+    ) -> usize {
+        let distinct: HashSet<&DocId> = docs.collect();
+        let in_flight = self.in_flight.as_ref().map_or(0, |prev| prev.streams.len());
+        let fresh = match &self.in_flight {
+            Some(prev) => distinct.iter().filter(|doc| !prev.holds(doc)).count(),
+            None => distinct.len(),
+        };
+        if in_flight + fresh <= self.cache.budget {
+            distinct.len().max(split)
+        } else {
+            split
         }
     }
 
@@ -239,17 +286,36 @@ impl<T> Batcher<T> {
         // are only tried; if one is held, what was tried goes back, the group before is
         // finished (its locks released), and this group opens its streams waiting, in order.
         // Distinct streams first: a group to one stream holds one id, not one per request.
-        let docs: BTreeSet<&DocId> = requests.iter().map(|(_, request)| &request.doc).collect();
-        let mut slots: BTreeMap<DocId, Option<Slot>> =
-            docs.into_iter().map(|doc| (doc.clone(), None)).collect();
+        // Grouped by hashing: sorting every request by its id cost more than the rest of
+        // opening the streams.
+        let mut queued: HashMap<&DocId, Vec<(usize, &Request)>> = HashMap::new();
+        for &(i, request) in &requests {
+            queued.entry(&request.doc).or_default().push((i, request));
+        }
+        let mut queued: Vec<(&DocId, Vec<(usize, &Request)>)> = queued.into_iter().collect();
+        queued.sort_unstable_by_key(|(doc, _)| *doc);
+        let mut slots: BTreeMap<DocId, Option<Slot>> = queued
+            .iter()
+            .map(|(doc, _)| ((*doc).clone(), None))
+            .collect();
+        // How many stream files the groups hold: the one in flight, and this one so far.
+        let mut held = self.in_flight.as_ref().map_or(0, |prev| prev.streams.len());
         if let Some(prev) = &self.in_flight {
             let mut busy = false;
             for (doc, slot) in slots.iter_mut() {
                 if prev.holds(doc) {
                     continue;
                 }
-                match open_stream(folder, doc, &mut self.cache, Wait::No) {
-                    Ok(Some(stream)) => *slot = Some(Ok(stream)),
+                if held >= self.cache.budget {
+                    // No room beside the group before: it goes first, as for a busy lock.
+                    busy = true;
+                    break;
+                }
+                match open_stream(folder, doc, &mut self.cache, Wait::No, held) {
+                    Ok(Some(stream)) => {
+                        held += 1;
+                        *slot = Some(Ok(stream));
+                    }
                     Ok(None) => {
                         busy = true;
                         break;
@@ -264,8 +330,10 @@ impl<T> Batcher<T> {
                     }
                 }
                 done = self.finish(folder);
+                held = 0;
             }
         }
+        let mut took_over = false;
         for (doc, slot) in slots.iter_mut() {
             if slot.is_some() {
                 continue;
@@ -275,18 +343,25 @@ impl<T> Batcher<T> {
                 .in_flight
                 .as_mut()
                 .and_then(|prev| prev.hand_over(doc, cache));
+            took_over |= taken.is_some();
             *slot = Some(match taken {
+                // Counted with the group before.
                 Some(stream) => Ok(stream),
-                None => match open_stream(folder, doc, &mut self.cache, Wait::Yes) {
-                    Ok(stream) => Ok(stream.expect("a lock waited for is taken")),
+                None => match open_stream(folder, doc, &mut self.cache, Wait::Yes, held) {
+                    Ok(stream) => {
+                        held += 1;
+                        Ok(stream.expect("a lock waited for is taken"))
+                    }
                     Err(e) => Err(refusal(&e)),
                 },
             });
         }
-        let chain_start = self
-            .in_flight
-            .as_ref()
-            .map_or_else(Instant::now, |prev| prev.chain_start);
+        // Only streams taken over stay locked from group to group: a group that takes over
+        // none starts a chain of its own.
+        let chain_start = match &self.in_flight {
+            Some(prev) if took_over => prev.chain_start,
+            _ => Instant::now(),
+        };
         let mut streams: BTreeMap<DocId, Slot> = slots
             .into_iter()
             .map(|(doc, slot)| (doc, slot.expect("every stream opened or refused")))
@@ -304,7 +379,7 @@ impl<T> Batcher<T> {
             });
             histories.insert(doc.kind().to_string(), context.map_err(|e| refusal(&e)));
         }
-        plan_streams(folder, &mut streams, &requests, &histories, &mut outcomes);
+        plan_streams(folder, &mut streams, queued, &histories, &mut outcomes);
         // The group before must be durable before this one writes after its lines.
         let finished = self.in_flight.take().map(|prev| {
             let (tag, outcomes_before, lost) = prev.finish(folder, &mut self.cache);
@@ -347,21 +422,21 @@ impl<T> Batcher<T> {
     }
 }
 
-/// Plans each stream's requests in input order, many streams on all cores (they are
-/// independent of one another), and fills in the outcome of every request planned or refused.
+/// Plans each stream's `queued` requests (in input order, the streams in id order as in
+/// `streams`), many streams on all cores (they are independent of one another), and fills in
+/// the outcome of every request planned or refused.
 fn plan_streams(
     folder: &Folder,
     streams: &mut BTreeMap<DocId, Slot>,
-    requests: &[(usize, &Request)],
+    queued: Vec<(&DocId, Vec<(usize, &Request)>)>,
     histories: &BTreeMap<String, Result<Option<History>, (ExitCode, String)>>,
     outcomes: &mut [Outcome],
 ) {
-    let mut queued: BTreeMap<&DocId, Vec<(usize, &Request)>> = BTreeMap::new();
-    for &(i, request) in requests {
-        queued.entry(&request.doc).or_default().push((i, request));
-    }
     let parallel = streams.len() >= PARALLEL_FROM;
-    let work: Vec<_> = streams.values_mut().zip(queued.into_values()).collect();
+    let work: Vec<_> = streams
+        .values_mut()
+        .zip(queued.into_iter().map(|(_, requests)| requests))
+        .collect();
     let plan_stream = |(slot, queued): (&mut Slot, Vec<(usize, &Request)>)| {
         let mut planned = Vec::with_capacity(queued.len());
         for (i, request) in queued {
@@ -690,7 +765,22 @@ impl<T> Unsynced<T> {
                 }
             }
         }
-        for (doc, mut stream) in std::mem::take(&mut self.streams) {
+        if synced.is_ok() {
+            // Snapshots of many streams are written on all cores: each is a file of its own.
+            let store = |(doc, stream): (&DocId, &mut OpenStream)| {
+                if !stream.lost && stream.written && !stream.pending.is_empty() {
+                    let end = stream.tail.complete_len + stream.pending.len() as u64;
+                    let every = crate::snapshot::SNAPSHOT_EVERY;
+                    stream.head.store_snapshot(folder, doc, end, every);
+                }
+            };
+            if self.streams.len() >= PARALLEL_FROM {
+                self.streams.par_iter_mut().for_each(store);
+            } else {
+                self.streams.iter_mut().for_each(store);
+            }
+        }
+        for (doc, stream) in std::mem::take(&mut self.streams) {
             if stream.lost {
                 cache.recycle(stream.pending);
                 continue;
@@ -706,12 +796,6 @@ impl<T> Unsynced<T> {
                 match &synced {
                     Ok(()) => {
                         let end = stream.tail.complete_len + stream.pending.len() as u64;
-                        stream.head.store_snapshot(
-                            folder,
-                            &doc,
-                            end,
-                            crate::snapshot::SNAPSHOT_EVERY,
-                        );
                         cache.remember(doc, stream.head, stream.stream, &stream.path, end);
                     }
                     Err(e) => {
@@ -752,6 +836,7 @@ fn open_stream(
     doc: &DocId,
     cache: &mut HeadCache,
     wait: Wait,
+    held: usize,
 ) -> Result<Option<OpenStream>> {
     let path = folder.stream_path(doc);
     let remembered = cache.heads.remove(doc);
@@ -794,6 +879,7 @@ fn open_stream(
         Some(remembered) => Some(remembered.head),
         None => None,
     };
+    cache.make_room(held);
     let Some(stream) = fsio::try_open_locked(&folder.streams_dir(), &path, wait)? else {
         if let Some(head) = known {
             cache.heads.insert(

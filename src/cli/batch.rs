@@ -15,20 +15,16 @@ const GROUP_LINES: usize = 50_000;
 /// beyond a few megabytes, a larger piece costs more (in fresh pages and in the kernel's
 /// writeback) than the extra group's sync, which overlaps with planning the next one.
 const GROUP_LINES_PER_STREAM: usize = 10_000;
-/// The most streams one group holds open and locked, when the open-file limit allows.
-const GROUP_STREAMS: usize = 8192;
-
-/// How many streams a group may hold open, and how many more files may stay open between
-/// groups: [`GROUP_STREAMS`], or fewer under a low limit of open files (raised to its hard
-/// limit first, as a process that needs many files may; some are left for everything else).
+/// How many stream files the batch may hold open in all, and how many streams a group may
+/// have when a round is split: half of that, so that a group can be planned while the one
+/// before syncs. The open-file limit is raised to its hard limit first, as a process that
+/// needs many files may; some are left for everything else.
 fn open_file_budget() -> (usize, usize) {
     let Some(limit) = crate::io::raise_open_file_limit() else {
-        return (16, 0);
+        return (32, 16);
     };
-    // A group's streams, those of the group still syncing, and those kept open between groups.
-    let available = limit.saturating_sub(64);
-    let per_group = (available / 3).clamp(1, GROUP_STREAMS);
-    (per_group, available.saturating_sub(2 * per_group))
+    let available = limit.saturating_sub(64).max(2);
+    (available, available / 2)
 }
 
 pub fn run(folder: &Folder) -> Result<ExitCode> {
@@ -40,8 +36,8 @@ pub fn run(folder: &Folder) -> Result<ExitCode> {
     });
     let mut out = Output::new();
     let mut first_refusal = None;
-    let (streams_per_group, kept_open) = open_file_budget();
-    let mut batcher: Batcher<(u64, Vec<usize>)> = Batcher::new(kept_open);
+    let (open_files, split_streams) = open_file_budget();
+    let mut batcher: Batcher<(u64, Vec<usize>)> = Batcher::new(open_files);
     let mut rounds = Rounds::default();
     // Reused from round to round: a round's requests can take tens of megabytes.
     let mut requests = Vec::new();
@@ -57,6 +53,12 @@ pub fn run(folder: &Folder) -> Result<ExitCode> {
                 break;
             }
         }
+        let streams_per_group = if requests.len() > split_streams {
+            let docs = requests.iter().filter_map(|r| Some(&r.as_ref().ok()?.doc));
+            batcher.streams_per_group(docs, split_streams)
+        } else {
+            split_streams
+        };
         let groups = split_into_groups(&requests, streams_per_group);
         let round = rounds.start(requests.len(), groups.len());
         for group in groups {

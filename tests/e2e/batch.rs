@@ -361,3 +361,53 @@ fn a_batch_to_one_document_larger_than_a_group_is_stored_in_order_exactly_as_ans
     assert_eq!(f.json(&["get", "busy:1"])["state"]["n"], 24_999);
     assert_eq!(f.json(&["verify", "--json"])["events"], 25_000);
 }
+
+#[test]
+fn rounds_that_share_or_swap_their_documents_under_a_low_open_file_limit_all_land() {
+    // 74 open files leave a batch 10 for streams: a round over 8 documents is one group, which
+    // the next round over the same 8 takes over; a round over 8 others does not fit beside it
+    // and is split, its first group waiting for the one before to be durable.
+    let f = TestFolder::new();
+    let doc = |i: usize| match i {
+        0..100_000 => format!("a:{}", i % 8),
+        _ => format!("b:{}", i % 8),
+    };
+    let input: String = (0..110_000)
+        .map(|i| match i {
+            0..8 | 100_000..100_008 => json!({"doc": doc(i), "data": {"n": i}}),
+            _ => json!({"doc": doc(i), "set": {"n": i}}),
+        })
+        .map(|request| format!("{request}\n"))
+        .collect();
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("eventdir"));
+    cmd.arg("-C")
+        .arg(f.path())
+        .args(["append", "--batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    limit_open_files(&mut cmd, 74);
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(results.len(), 110_000);
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(result["doc"], doc(i), "line {}: {result}", i + 1);
+    }
+    assert_eq!(f.json(&["get", "a:7"])["state"]["n"], 99_999);
+    assert_eq!(f.json(&["get", "a:7"])["seq"], 12_499);
+    assert_eq!(f.json(&["get", "b:7"])["state"]["n"], 109_999);
+    assert_eq!(f.json(&["verify", "--json"])["events"], 110_000);
+}
