@@ -204,9 +204,8 @@ const CHAIN_FOR: Duration = Duration::from_secs(1);
 type Lost = Vec<(DocId, u64, (ExitCode, String))>;
 
 impl<T> Batcher<T> {
-    /// A batcher that holds at most `open_files` stream files open: those of the groups (so
-    /// at least twice as many as a group has streams) and, in what is left, those it keeps
-    /// open between groups.
+    /// A batcher that holds at most `open_files` stream files open: those of the group being
+    /// planned and the one in flight and, in what they leave, those kept open between groups.
     pub fn new(open_files: usize) -> Batcher<T> {
         Batcher {
             cache: HeadCache::new(open_files),
