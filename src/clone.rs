@@ -46,6 +46,13 @@ pub struct Progress {
     pub bytes_copied: u64,
 }
 
+/// From this many bytes copied into one stream on, its write-back starts as soon as it is
+/// copied, so that the disk writes while the other streams are checked instead of all at the
+/// final `syncfs` (a full clone of 10 000 streams of 60 KB: median 2.91 s -> 2.38 s in 13
+/// interleaved runs). Not for the few hundred bytes a re-clone brings to each stream: started
+/// one by one, such small writes cost more than the one `syncfs` that writes them together.
+const EARLY_WRITEBACK_FROM: u64 = 16 << 10;
+
 /// Streams copied at a time (in parallel), between two progress reports.
 const COPIED_TOGETHER: usize = 64;
 
@@ -467,6 +474,9 @@ fn copy_stream(src: &Folder, dst: &Folder, plan: &mut Plan) -> Result<u64> {
             }
         }
         flush(&mut stream.file, &dst_path, written, &mut buffer)?;
+        if plan.to - plan.start.offset >= EARLY_WRITEBACK_FROM {
+            fsio::start_writeback(&stream.file);
+        }
         if last != Some(plan.head.hash) {
             return Err(Error::Corrupt {
                 doc: plan.doc.to_string(),

@@ -352,6 +352,17 @@ pub fn sync_file(file: &File, path: &Path) -> Result<()> {
     file.sync_data().map_err(Error::io("fsync", path))
 }
 
+/// Starts writing `file`'s dirty pages back without waiting for them, so that a later
+/// `syncfs` finds them written or on their way. Only a hint: a write-back error it meets is
+/// reported by that `syncfs` (see [`FilesystemSync`]).
+pub fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sync_file_range only acts on the descriptor, which `file` keeps open.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
 /// Makes a directory's entries durable (a created, renamed or removed file).
 pub fn sync_dir(dir: &Path) -> Result<()> {
     let handle = File::open(dir).map_err(Error::io("open directory", dir))?;
