@@ -223,10 +223,12 @@ impl<T> Batcher<T> {
         split: usize,
     ) -> usize {
         let distinct: HashSet<&DocId> = docs.collect();
-        let in_flight = self.in_flight.as_ref().map_or(0, |prev| prev.streams.len());
-        let fresh = match &self.in_flight {
-            Some(prev) => distinct.iter().filter(|doc| !prev.holds(doc)).count(),
-            None => distinct.len(),
+        let (in_flight, fresh) = match &self.in_flight {
+            Some(prev) => {
+                let fresh = distinct.iter().filter(|doc| !prev.holds(doc)).count();
+                (prev.streams.len(), fresh)
+            }
+            None => (0, distinct.len()),
         };
         if in_flight + fresh <= self.cache.budget {
             distinct.len().max(split)
