@@ -265,18 +265,21 @@ pub struct StoredEvent {
     /// fewer per event read.
     timestamp_at: usize,
     data: Range<usize>,
+    /// `data_hash` as the parse decoded it, for [`StoredEvent::check_payload`].
+    data_hash: Hash,
 }
 
 impl StoredEvent {
-    /// Checks the data against its salted digest, for a line parsed with
-    /// [`DataCheck::DigestByCaller`]. Salt and digest sit at fixed distances before the data
-    /// (`,"salt":"` 32 hex `","data_hash":"` 64 hex `","data":`), where the parse found them.
+    /// The checks a line parsed with [`DataCheck::DigestByCaller`] leaves: the data against
+    /// its salted digest, and the stored hash against the one computed. The salt sits at a
+    /// fixed distance before the data (`,"salt":"` 32 hex `","data_hash":"` 64 hex
+    /// `","data":`), the stored hash at the end of the line.
     pub fn check_payload(&self) -> Result<(), String> {
-        let start = self.data.start;
-        let hex = |from: usize, len: usize| &self.line[start - from..start - from + len];
-        let salt = decode_hex::<SALT_BYTES>(hex(120, 32)).ok_or("salt is not hex")?;
-        let data_hash = decode_hex::<32>(hex(73, 64)).ok_or("data_hash is not hex")?;
-        check_digest(&salt, self.data_text(), &data_hash)
+        let salt_at = self.data.start - SALT_FROM_DATA;
+        let salt = decode_hex::<SALT_BYTES>(&self.line[salt_at..salt_at + 2 * SALT_BYTES])
+            .ok_or(SALT_NOT_HEX)?;
+        check_digest(&salt, self.data_text(), &self.data_hash)?;
+        check_stored_hash(&self.line[self.data.end..], &self.hash)
     }
 
     /// When the event was written, in the stored form (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
@@ -383,9 +386,10 @@ pub enum DataCheck {
     /// Nothing more: the caller parses `data` itself and reports a failure as corruption
     /// (a fold, which applies every payload it reads).
     ByCaller,
-    /// Not even its digest: as `ByCaller`, and the caller also calls
+    /// Not even its digest, nor whether the stored hash is the one computed (the chain goes on
+    /// from the computed one): as `ByCaller`, and the caller also calls
     /// [`StoredEvent::check_payload`] before it applies the event (a fold whose lines are read
-    /// and chained on another thread, which so hashes less).
+    /// and chained on another thread, which so does less).
     DigestByCaller,
 }
 
@@ -398,6 +402,26 @@ fn check_digest(salt: &[u8], data: &str, data_hash: &Hash) -> Result<(), String>
 
 /// `,"hash":"` + 64 hex digits + `"}`.
 const HASH_MEMBER_LEN: usize = 75;
+/// From the salt's first hex digit to the data: the salt, `","data_hash":"`, 64 hex digits and
+/// `","data":`.
+const SALT_FROM_DATA: usize = 2 * SALT_BYTES + 15 + 64 + 9;
+const SALT_NOT_HEX: &str = "salt is not 32 lower-case hex digits";
+const NO_HASH_MEMBER: &str = "the line does not end with the hash member";
+
+/// Checks that `member` (the line's last [`HASH_MEMBER_LEN`] bytes) holds `hash`.
+fn check_stored_hash(member: &str, hash: &Hash) -> Result<(), String> {
+    let stored = member
+        .strip_prefix(",\"hash\":\"")
+        .and_then(|rest| rest.strip_suffix("\"}"))
+        .and_then(decode_hex::<32>)
+        .ok_or(NO_HASH_MEMBER)?;
+    if stored != *hash {
+        return Err(
+            "hash does not match the event's bytes and the previous event's hash".to_string(),
+        );
+    }
+    Ok(())
+}
 
 /// Parses one stored line (without its newline) of document `doc` and checks everything the
 /// line itself can prove: its members, its payload digest, and its hash chained to `prev`.
@@ -464,8 +488,9 @@ pub fn parse_line_with(
         return Err("meta is neither an object nor null".to_string());
     }
     scan.expect(",\"salt\":\"").map_err(bad)?;
-    let salt = decode_hex::<SALT_BYTES>(scan.fixed(32, "salt").map_err(bad)?)
-        .ok_or("salt is not 32 lower-case hex digits")?;
+    let salt_text = scan.fixed(2 * SALT_BYTES, "salt").map_err(bad)?;
+    // Left to the caller with the digest: the thread that reads ahead does the rest.
+    let deferred = check == DataCheck::DigestByCaller;
     scan.expect(",\"data_hash\":\"").map_err(bad)?;
     let data_hash = decode_hex::<32>(scan.fixed(64, "data_hash").map_err(bad)?)
         .ok_or("data_hash is not 64 lower-case hex digits")?;
@@ -478,14 +503,9 @@ pub fn parse_line_with(
         .len()
         .checked_sub(HASH_MEMBER_LEN)
         .filter(|&end| end > start && line.is_char_boundary(end))
-        .ok_or("the line does not end with the hash member")?;
+        .ok_or(NO_HASH_MEMBER)?;
     let data = start..end;
     let data_text = &line[data.clone()];
-    let stored = line[end..]
-        .strip_prefix(",\"hash\":\"")
-        .and_then(|rest| rest.strip_suffix("\"}"))
-        .and_then(decode_hex::<32>)
-        .ok_or("the line does not end with the hash member")?;
     // The first and last bytes pin the shape and rule out surrounding whitespace.
     let shape_ok = match kind {
         EventType::Create => data_text.starts_with('{') && data_text.ends_with('}'),
@@ -497,17 +517,18 @@ pub fn parse_line_with(
     if !shape_ok {
         return Err(format!("data of a {kind} event has the wrong shape"));
     }
-    if check != DataCheck::DigestByCaller {
+    if !deferred {
+        let salt = decode_hex::<SALT_BYTES>(salt_text).ok_or(SALT_NOT_HEX)?;
         check_digest(&salt, data_text, &data_hash)?;
     }
     if check == DataCheck::Readable {
         crate::json::check_readable(data_text).map_err(|e| format!("data cannot be read: {e}"))?;
     }
     let hash = chain_hash(prev, &line.as_bytes()[..start], &data_hash);
-    if stored != hash {
-        return Err(
-            "hash does not match the event's bytes and the previous event's hash".to_string(),
-        );
+    if !deferred {
+        check_stored_hash(&line[end..], &hash)?;
+    } else if !line[end..].starts_with(",\"hash\":\"") || !line.ends_with("\"}") {
+        return Err(NO_HASH_MEMBER.to_string());
     }
     Ok(StoredEvent {
         line,
@@ -517,6 +538,7 @@ pub fn parse_line_with(
         schema,
         hash,
         data,
+        data_hash,
     })
 }
 

@@ -2,6 +2,7 @@
 //! json-patch does the applying, but for the commonest operations, which are applied here
 //! without its allocations.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use json_patch::jsonptr::PointerBuf;
@@ -383,73 +384,142 @@ pub fn depth_reached(patch: &Patch) -> Option<usize> {
 /// whose failure makes the fold an error (the stream is corrupt). `test` compares numbers
 /// numerically, as RFC 6902 asks (json-patch compares their representation).
 pub fn apply_unguarded(doc: &mut Value, patch: &Patch) -> Result<(), String> {
-    for (index, op) in patch.0.iter().enumerate() {
-        match op {
-            // json-patch compares numbers by representation; RFC 6902 says `1` equals `1.0`.
-            PatchOperation::Test(test) => {
-                let found = test.path.resolve(doc).map_err(|_| {
-                    format!(
-                        "operation {index} (test) failed at path {:?}: no such member",
-                        test.path.as_str()
-                    )
-                })?;
-                if !json_equal(found, &test.value) {
-                    return Err(format!(
-                        "operation {index} (test) failed at path {:?}: value did not match",
-                        test.path.as_str()
-                    ));
-                }
-            }
-            _ if apply_to_member(doc, op) => {}
-            _ => json_patch::patch_unsafe(doc, std::slice::from_ref(op)).map_err(|e| {
-                format!(
-                    "operation {index} ({}) failed at path {:?}: {}",
-                    op_name(op),
-                    e.path.as_str(),
-                    e.kind
-                )
-            })?,
+    (patch.0.iter().enumerate())
+        .try_for_each(|(index, op)| apply_one(doc, index, Cow::Borrowed(op)))
+}
+
+/// [`apply_unguarded`] for a patch not needed afterwards (a stored patch being folded): its
+/// values are moved into `doc` instead of copied.
+pub fn apply_owned(doc: &mut Value, patch: Patch) -> Result<(), String> {
+    (patch.0.into_iter().enumerate())
+        .try_for_each(|(index, op)| apply_one(doc, index, Cow::Owned(op)))
+}
+
+fn apply_one(doc: &mut Value, index: usize, op: Cow<'_, PatchOperation>) -> Result<(), String> {
+    // json-patch compares numbers by representation; RFC 6902 says `1` equals `1.0`.
+    if let PatchOperation::Test(test) = &*op {
+        let found = test.path.resolve(doc).map_err(|_| {
+            format!(
+                "operation {index} (test) failed at path {:?}: no such member",
+                test.path.as_str()
+            )
+        })?;
+        if !json_equal(found, &test.value) {
+            return Err(format!(
+                "operation {index} (test) failed at path {:?}: value did not match",
+                test.path.as_str()
+            ));
         }
+        return Ok(());
     }
-    Ok(())
+    let Err(op) = apply_to_member(doc, op) else {
+        return Ok(());
+    };
+    json_patch::patch_unsafe(doc, std::slice::from_ref(&*op)).map_err(|e| {
+        format!(
+            "operation {index} ({}) failed at path {:?}: {}",
+            op_name(&op),
+            e.path.as_str(),
+            e.kind
+        )
+    })
 }
 
 /// Applies the commonest operations (`replace` of an existing value; `add` and `remove` of an
 /// object member) when their target exists, walking the pointer without allocating (serde_json's
-/// `pointer_mut`, which json-patch uses, allocates two strings per token). `false` means
-/// nothing was changed and json-patch is to apply the operation (arrays, errors).
-fn apply_to_member(doc: &mut Value, op: &PatchOperation) -> bool {
-    match op {
-        PatchOperation::Replace(op) => match op.path.resolve_mut(doc) {
-            Ok(target) => {
-                *target = op.value.clone();
-                true
-            }
-            Err(_) => false,
-        },
-        PatchOperation::Add(op) => {
-            let Some((parent, last)) = op.path.split_back() else {
-                return false;
+/// `pointer_mut`, which json-patch uses, allocates two strings per token, and jsonptr's walk
+/// decodes and checks each token). The operation comes back when nothing was changed and
+/// json-patch is to apply it (arrays, escaped tokens, errors).
+fn apply_to_member<'o>(
+    doc: &mut Value,
+    op: Cow<'o, PatchOperation>,
+) -> Result<(), Cow<'o, PatchOperation>> {
+    match &*op {
+        PatchOperation::Replace(o) => {
+            let Some(target) = resolve_mut(doc, o.path.as_str()) else {
+                return Err(op);
             };
-            match parent.resolve_mut(doc) {
-                Ok(Value::Object(members)) => {
-                    members.insert(last.decoded().into_owned(), op.value.clone());
-                    true
+            *target = take_value(op);
+        }
+        PatchOperation::Add(o) => {
+            let Some((parent, last)) = split_last(o.path.as_str()) else {
+                return Err(op);
+            };
+            let Some(Value::Object(members)) = resolve_mut(doc, parent) else {
+                return Err(op);
+            };
+            match members.get_mut(last) {
+                Some(member) => *member = take_value(op),
+                None => {
+                    let last = last.to_string();
+                    members.insert(last, take_value(op));
                 }
-                _ => false,
             }
         }
-        PatchOperation::Remove(op) => {
-            let Some((parent, last)) = op.path.split_back() else {
-                return false;
+        PatchOperation::Remove(o) => {
+            let Some((parent, last)) = split_last(o.path.as_str()) else {
+                return Err(op);
             };
-            match parent.resolve_mut(doc) {
-                Ok(Value::Object(members)) => members.remove(last.decoded().as_ref()).is_some(),
-                _ => false,
+            let Some(Value::Object(members)) = resolve_mut(doc, parent) else {
+                return Err(op);
+            };
+            if members.remove(last).is_none() {
+                return Err(op);
             }
         }
-        _ => false,
+        _ => return Err(op),
     }
+    Ok(())
+}
+
+/// The value of an `add` or `replace`: moved out of an operation owned, copied from one
+/// borrowed.
+fn take_value(op: Cow<'_, PatchOperation>) -> Value {
+    match op {
+        Cow::Owned(PatchOperation::Add(o)) => o.value,
+        Cow::Owned(PatchOperation::Replace(o)) => o.value,
+        Cow::Borrowed(PatchOperation::Add(o)) => o.value.clone(),
+        Cow::Borrowed(PatchOperation::Replace(o)) => o.value.clone(),
+        _ => unreachable!("only add and replace have a value to place"),
+    }
+}
+
+/// What `pointer` (an RFC 6901 pointer, already checked) names in `doc`. `None` when it names
+/// nothing, or takes a form left to json-patch: a token with an escape (`~0`, `~1`), or an
+/// array index other than plain digits.
+fn resolve_mut<'d>(doc: &'d mut Value, pointer: &str) -> Option<&'d mut Value> {
+    let mut target = doc;
+    let mut rest = pointer;
+    while let Some(tokens) = rest.strip_prefix('/') {
+        let end = tokens
+            .bytes()
+            .position(|b| b == b'/')
+            .unwrap_or(tokens.len());
+        let token = &tokens[..end];
+        rest = &tokens[end..];
+        target = match target {
+            Value::Object(members) if !token.contains('~') => members.get_mut(token)?,
+            Value::Array(items) => items.get_mut(array_index(token)?)?,
+            _ => return None,
+        };
+    }
+    rest.is_empty().then_some(target)
+}
+
+/// A pointer's parent and its last token, when that token needs no unescaping.
+fn split_last(pointer: &str) -> Option<(&str, &str)> {
+    let at = pointer.rfind('/')?;
+    let last = &pointer[at + 1..];
+    (!last.contains('~')).then(|| (&pointer[..at], last))
+}
+
+/// An array index as RFC 6901 spells it: `0`, or digits without a leading zero.
+fn array_index(token: &str) -> Option<usize> {
+    let plain = token == "0"
+        || (!token.is_empty()
+            && !token.starts_with('0')
+            && token.bytes().all(|b| b.is_ascii_digit()));
+    plain.then(|| token.parse().ok()).flatten()
 }
 
 fn op_name(op: &PatchOperation) -> &'static str {
@@ -621,17 +691,28 @@ mod tests {
             json!([{"op": "remove", "path": "/zz"}]),
             json!([{"op": "remove", "path": "/l/0"}, {"op": "remove", "path": "/l/5"}]),
             json!([{"op": "remove", "path": "/a/b"}]),
+            json!([{"op": "replace", "path": "/l/0", "value": 7}, {"op": "replace", "path": "/l/-", "value": 1}]),
+            json!([{"op": "replace", "path": "/o/x~0y/+1", "value": 1}]),
+            json!([{"op": "replace", "path": "/o//", "value": 1}]),
+            json!([{"op": "add", "path": "/o/", "value": 1}, {"op": "replace", "path": "/o/", "value": 2}]),
+            json!([{"op": "add", "path": "/o/~1/x", "value": 1}]),
+            json!([{"op": "remove", "path": "/o/x~0y/1/z"}, {"op": "add", "path": "/o/a~1b", "value": 1}]),
+            json!([{"op": "add", "path": "", "value": [1]}]),
         ];
         for patch in patches {
             let parsed = parse(patch.clone(), "p").unwrap();
-            let mut ours = doc.clone();
-            let ours = apply_unguarded(&mut ours, &parsed).map(|()| ours);
             let mut theirs = doc.clone();
             let theirs = json_patch::patch_unsafe(&mut theirs, &parsed.0).map(|()| theirs);
-            match (&ours, &theirs) {
-                (Ok(a), Ok(b)) => assert_eq!(a, b, "{patch}"),
-                (Err(_), Err(_)) => {}
-                _ => panic!("{patch}: ours {ours:?}, json-patch's {theirs:?}"),
+            let mut borrowed = doc.clone();
+            let borrowed = apply_unguarded(&mut borrowed, &parsed).map(|()| borrowed);
+            let mut owned = doc.clone();
+            let owned = apply_owned(&mut owned, parsed).map(|()| owned);
+            for ours in [borrowed, owned] {
+                match (&ours, &theirs) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b, "{patch}"),
+                    (Err(_), Err(_)) => {}
+                    _ => panic!("{patch}: ours {ours:?}, json-patch's {theirs:?}"),
+                }
             }
         }
     }

@@ -78,7 +78,7 @@ impl DocState {
             EventType::Update | EventType::Migrate => {
                 let patch = patch::parse_stored(event.data_text())
                     .map_err(|e| format!("the stored patch is not a JSON Patch: {e}"))?;
-                patch::apply_unguarded(&mut self.state, &patch)?;
+                patch::apply_owned(&mut self.state, patch)?;
                 if !self.state.is_object() {
                     return Err(
                         "the patch turns the state into something other than an object".to_string(),

@@ -25,6 +25,9 @@ pub struct StreamReader {
     partial: Option<u64>,
     end: u64,
     data_check: DataCheck,
+    /// Whether lines are found with the CPU's vector instructions (see
+    /// [`StreamReader::reading_far`]).
+    vector_search: bool,
     buf: Vec<u8>,
     /// Buffers of lines already done with, for the next lines to be read into.
     spare: Vec<Vec<u8>>,
@@ -114,6 +117,7 @@ impl StreamReader {
             partial: None,
             end: u64::MAX,
             data_check: DataCheck::Readable,
+            vector_search: false,
             buf: Vec::new(),
             spare: Vec::new(),
         }
@@ -136,6 +140,14 @@ impl StreamReader {
     /// Leaves the payload digest to the caller as well (see [`DataCheck::DigestByCaller`]).
     pub(crate) fn checking_payloads_elsewhere(mut self) -> StreamReader {
         self.data_check = DataCheck::DigestByCaller;
+        self
+    }
+
+    /// Finds line ends with the CPU's vector instructions, for a reader with megabytes to go:
+    /// the first such search asks the CPU for its features (about 25 µs in a virtual machine,
+    /// where each `cpuid` traps), more than a short read spends on its lines.
+    pub(crate) fn reading_far(mut self) -> StreamReader {
+        self.vector_search = true;
         self
     }
 
@@ -176,16 +188,15 @@ impl StreamReader {
             return Ok(None);
         }
         self.buf.clear();
-        let limit = self.max_line as u64 + 1;
-        let read = (&mut self.reader)
-            .take(limit)
-            .read_until(b'\n', &mut self.buf)
+        let limit = self.max_line + 1;
+        let read = self
+            .read_line(limit)
             .map_err(Error::io("read", &self.path))?;
         if read == 0 {
             return Ok(None);
         }
         if self.buf.last() != Some(&b'\n') {
-            if read as u64 == limit {
+            if read == limit {
                 return Err(self.corrupt(
                     None,
                     format!(
@@ -232,6 +243,36 @@ impl StreamReader {
         self.prev_timestamp.clear();
         self.prev_timestamp.push_str(event.timestamp());
         Ok(Some(event))
+    }
+
+    /// Appends the next line to `buf`, with its newline if it has one, reading at most
+    /// `limit` bytes; the number read (0 at the end of the file).
+    fn read_line(&mut self, limit: usize) -> std::io::Result<usize> {
+        let mut read = 0;
+        while read < limit {
+            let available = match self.reader.fill_buf() {
+                Ok(available) => available,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                break;
+            }
+            let room = &available[..available.len().min(limit - read)];
+            let newline = if self.vector_search {
+                memchr::memchr(b'\n', room)
+            } else {
+                memchr::arch::all::memchr::One::new(b'\n').find(room)
+            };
+            let taken = newline.map_or(room.len(), |i| i + 1);
+            self.buf.extend_from_slice(&room[..taken]);
+            self.reader.consume(taken);
+            read += taken;
+            if newline.is_some() {
+                break;
+            }
+        }
+        Ok(read)
     }
 
     /// Takes back the lines of events the caller is done with, as buffers for the lines still

@@ -170,11 +170,13 @@ fn a_stream_read_ahead_replays_every_event_in_order() {
 fn a_stream_read_ahead_reports_its_first_corruption_by_seq() {
     let f = TestFolder::new();
     let mut lines = long_stream(&f, 4000);
-    // Seq 2000's data no longer matches its digest (checked by the folding thread), and seq
-    // 3000's hash no longer chains (checked by the reading thread): the first is reported.
+    // Seq 2000's data no longer matches its digest, and seq 3000's stored hash is not the one
+    // its bytes chain to (both checked by the folding thread, the second after the reading
+    // thread computed the chain): the first is reported.
     let data_at = lines[2000].find("\"value\":\"0").unwrap() + 9;
     lines[2000].replace_range(data_at..data_at + 1, "x");
     let hash_at = lines[3000].len() - 3;
+    let original = lines[3000][hash_at..hash_at + 1].to_string();
     let flipped = if &lines[3000][hash_at..hash_at + 1] == "0" {
         "1"
     } else {
@@ -199,4 +201,24 @@ fn a_stream_read_ahead_reports_its_first_corruption_by_seq() {
     assert_eq!(code, 4, "{stderr}");
     assert!(stderr.contains("seq 3000"), "{stderr}");
     assert!(stderr.contains("hash does not match"), "{stderr}");
+    // With that repaired too: a salt that is not hex at seq 3500, and a seq out of order at
+    // 3900 (checked by the reading thread), the first reported.
+    lines[3000].replace_range(hash_at..hash_at + 1, &original);
+    let salt_at = lines[3500].find("\"salt\":\"").unwrap() + 8;
+    let salt_digit = lines[3500][salt_at..salt_at + 1].to_string();
+    lines[3500].replace_range(salt_at..salt_at + 1, "g");
+    lines[3900] = lines[3900].replacen("{\"seq\":3900,", "{\"seq\":3901,", 1);
+    std::fs::write(f.stream_file("long:1"), lines.join("\n") + "\n").unwrap();
+    let (code, _, stderr) = f.run(&["replay", "long:1"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("seq 3500"), "{stderr}");
+    assert!(
+        stderr.contains("salt is not 32 lower-case hex digits"),
+        "{stderr}"
+    );
+    lines[3500].replace_range(salt_at..salt_at + 1, &salt_digit);
+    std::fs::write(f.stream_file("long:1"), lines.join("\n") + "\n").unwrap();
+    let (code, _, stderr) = f.run(&["replay", "long:1"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("3901 where 3900 was expected"), "{stderr}");
 }
