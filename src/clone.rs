@@ -455,7 +455,7 @@ fn copy_stream(src: &Folder, dst: &Folder, plan: &mut Plan) -> Result<u64> {
             )?
         }
     };
-    let mut reader = reader.stop_at(plan.to);
+    let mut reader = reader.stop_at(plan.to).searching_with_vectors();
     // Lines are written a megabyte at a time; most re-cloned streams bring far less.
     let mut buffer =
         Vec::with_capacity((plan.to.saturating_sub(plan.start.offset) as usize).min(1 << 20));

@@ -26,7 +26,7 @@ pub struct StreamReader {
     end: u64,
     data_check: DataCheck,
     /// Whether lines are found with the CPU's vector instructions (see
-    /// [`StreamReader::reading_far`]).
+    /// [`StreamReader::searching_with_vectors`]).
     vector_search: bool,
     buf: Vec<u8>,
     /// Buffers of lines already done with, for the next lines to be read into.
@@ -143,10 +143,11 @@ impl StreamReader {
         self
     }
 
-    /// Finds line ends with the CPU's vector instructions, for a reader with megabytes to go:
-    /// the first such search asks the CPU for its features (about 25 µs in a virtual machine,
-    /// where each `cpuid` traps), more than a short read spends on its lines.
-    pub(crate) fn reading_far(mut self) -> StreamReader {
+    /// Finds line ends with the CPU's vector instructions, for a process with many lines to
+    /// read (a long fold, a whole folder): the first such search in a process asks the CPU
+    /// for its features (about 25 µs in a virtual machine, where each `cpuid` traps), more
+    /// than a process reading a few lines spends on them.
+    pub(crate) fn searching_with_vectors(mut self) -> StreamReader {
         self.vector_search = true;
         self
     }

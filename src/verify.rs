@@ -99,7 +99,7 @@ pub fn check_stream(folder: &Folder, doc: &DocId, checkpoint_seq: Option<u64>) -
             )
         });
     let mut reader = match reader {
-        Ok(reader) => reader,
+        Ok(reader) => reader.searching_with_vectors(),
         Err(e) => {
             check.failure = Some(Failure {
                 seq: None,
