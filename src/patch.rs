@@ -277,43 +277,63 @@ pub fn apply(state: &Value, patch: &Patch) -> Result<Value, String> {
 
 /// A patch applied to a state in place, undone when dropped unless [kept](Applied::keep): after
 /// any failure that follows (the patch's own, or a check of its result) the state is as it
-/// was, without a copy of the whole state made first. Only the top-level members the patch
-/// names are copied, since no other operation can touch anything else.
-pub struct Applied<'a> {
+/// was, without a copy of the whole state made first. The operations applied here keep what
+/// they replaced; before one left to json-patch, the top-level members it names are copied,
+/// since it can touch nothing else.
+pub struct Applied<'a, 'p> {
     state: &'a mut Value,
-    backup: Option<Backup>,
+    patch: &'p Patch,
+    /// What undoes each change made, in the order made; `None` once kept.
+    undo: Option<Vec<Undo>>,
 }
 
-/// What a patch may change: some top-level members (each with its old value, or `None` when
-/// it was absent), or, for a patch of the root, the whole state.
+/// What undoes one operation.
+enum Undo {
+    /// The change the operation at this index of the patch made here.
+    Change(usize, Change),
+    /// An operation json-patch applied: the members it could touch, as they were before it.
+    Members(Backup),
+}
+
+/// What an operation applied here changed: what undoing it needs.
+enum Change {
+    /// The value now at the operation's path replaced this one (`replace`, or `add` of a
+    /// member that was there).
+    Replaced(Value),
+    /// `add` created the member at its path.
+    Created,
+    /// `remove` took this value out of its path.
+    Removed(Value),
+}
+
+/// What an operation may change: some top-level members (each with its old value, or `None`
+/// when it was absent), or, for an operation on the root, the whole state.
 enum Backup {
     Members(Vec<(String, Option<Value>)>),
     Whole(Value),
 }
 
 impl Backup {
-    fn of(state: &Value, patch: &Patch) -> Backup {
+    fn of(state: &Value, op: &PatchOperation) -> Backup {
         let Value::Object(members) = state else {
             return Backup::Whole(state.clone());
         };
+        let changed = match op {
+            PatchOperation::Add(o) => [Some(&o.path), None],
+            PatchOperation::Remove(o) => [Some(&o.path), None],
+            PatchOperation::Replace(o) => [Some(&o.path), None],
+            PatchOperation::Move(o) => [Some(&o.from), Some(&o.path)],
+            PatchOperation::Copy(o) => [Some(&o.path), None],
+            PatchOperation::Test(_) => [None, None],
+        };
         let mut saved: Vec<(String, Option<Value>)> = Vec::new();
-        for op in &patch.0 {
-            let changed = match op {
-                PatchOperation::Add(o) => [Some(&o.path), None],
-                PatchOperation::Remove(o) => [Some(&o.path), None],
-                PatchOperation::Replace(o) => [Some(&o.path), None],
-                PatchOperation::Move(o) => [Some(&o.from), Some(&o.path)],
-                PatchOperation::Copy(o) => [Some(&o.path), None],
-                PatchOperation::Test(_) => [None, None],
+        for pointer in changed.into_iter().flatten() {
+            let Some(token) = pointer.first() else {
+                return Backup::Whole(state.clone());
             };
-            for pointer in changed.into_iter().flatten() {
-                let Some(token) = pointer.first() else {
-                    return Backup::Whole(state.clone());
-                };
-                let name = token.decoded();
-                if !saved.iter().any(|(saved, _)| *saved == name) {
-                    saved.push((name.to_string(), members.get(name.as_ref()).cloned()));
-                }
+            let name = token.decoded();
+            if !saved.iter().any(|(saved, _)| *saved == name) {
+                saved.push((name.to_string(), members.get(name.as_ref()).cloned()));
             }
         }
         Backup::Members(saved)
@@ -330,12 +350,44 @@ impl Backup {
                     };
                 }
             }
-            (Backup::Members(_), _) => unreachable!("only a patch of the root changes its type"),
+            (Backup::Members(_), _) => {
+                unreachable!("only an operation on the root changes its type")
+            }
         }
     }
 }
 
-impl Applied<'_> {
+impl Change {
+    /// Undoes `op`'s change, in the state just as `op` left it.
+    fn undo(self, state: &mut Value, op: &PatchOperation) {
+        const AS_LEFT: &str = "the state is as the operation left it";
+        let path = match op {
+            PatchOperation::Add(o) => o.path.as_str(),
+            PatchOperation::Replace(o) => o.path.as_str(),
+            PatchOperation::Remove(o) => o.path.as_str(),
+            _ => unreachable!("only add, replace and remove are applied here"),
+        };
+        if let Change::Replaced(old) = self {
+            *resolve_mut(state, path).expect(AS_LEFT) = old;
+            return;
+        }
+        let (parent, last) = split_last(path).expect(AS_LEFT);
+        let Some(Value::Object(members)) = resolve_mut(state, parent) else {
+            unreachable!("{AS_LEFT}");
+        };
+        match self {
+            Change::Created => {
+                members.remove(last);
+            }
+            Change::Removed(old) => {
+                members.insert(last.to_string(), old);
+            }
+            Change::Replaced(_) => unreachable!("undone above"),
+        }
+    }
+}
+
+impl Applied<'_, '_> {
     /// The patched state.
     pub fn state(&self) -> &Value {
         self.state
@@ -343,24 +395,42 @@ impl Applied<'_> {
 
     /// Keeps the change.
     pub fn keep(mut self) {
-        self.backup = None;
+        self.undo = None;
     }
 }
 
-impl Drop for Applied<'_> {
+impl Drop for Applied<'_, '_> {
     fn drop(&mut self) {
-        if let Some(backup) = self.backup.take() {
-            backup.restore(self.state);
+        for undo in self.undo.take().into_iter().flatten().rev() {
+            match undo {
+                Undo::Change(index, change) => change.undo(self.state, &self.patch.0[index]),
+                Undo::Members(backup) => backup.restore(self.state),
+            }
         }
     }
 }
 
 /// Applies `patch` to `state` in place, undoably (see [`Applied`]); after an error `state` is
 /// as it was.
-pub fn apply_undoable<'a>(state: &'a mut Value, patch: &Patch) -> Result<Applied<'a>, String> {
-    let backup = Some(Backup::of(state, patch));
-    let applied = Applied { state, backup };
-    apply_unguarded(applied.state, patch)?;
+pub fn apply_undoable<'a, 'p>(
+    state: &'a mut Value,
+    patch: &'p Patch,
+) -> Result<Applied<'a, 'p>, String> {
+    let mut applied = Applied {
+        state,
+        patch,
+        undo: Some(Vec::with_capacity(patch.0.len())),
+    };
+    for (index, op) in patch.0.iter().enumerate() {
+        let mut backup = None;
+        let change = apply_one(applied.state, index, Cow::Borrowed(op), |state| {
+            backup = Some(Backup::of(state, op));
+        });
+        let undo = applied.undo.as_mut().expect("kept only by its owner");
+        // Before any error goes out: json-patch may have changed something before failing.
+        undo.extend(backup.map(Undo::Members));
+        undo.extend(change?.map(|change| Undo::Change(index, change)));
+    }
     Ok(applied)
 }
 
@@ -370,8 +440,8 @@ pub fn apply_undoable<'a>(state: &'a mut Value, patch: &Patch) -> Result<Applied
 pub fn depth_reached(patch: &Patch) -> Option<usize> {
     patch.0.iter().try_fold(0, |deepest, op| {
         let reached = match op {
-            PatchOperation::Add(o) => o.path.count() + crate::json::depth(&o.value),
-            PatchOperation::Replace(o) => o.path.count() + crate::json::depth(&o.value),
+            PatchOperation::Add(o) => tokens(&o.path) + crate::json::depth(&o.value),
+            PatchOperation::Replace(o) => tokens(&o.path) + crate::json::depth(&o.value),
             PatchOperation::Remove(_) | PatchOperation::Test(_) => 0,
             PatchOperation::Move(_) | PatchOperation::Copy(_) => return None,
         };
@@ -379,23 +449,39 @@ pub fn depth_reached(patch: &Patch) -> Option<usize> {
     })
 }
 
+/// How many tokens a pointer has: one per `/` (an escaped one is `~1`).
+fn tokens(pointer: &PointerBuf) -> usize {
+    pointer.as_str().bytes().filter(|&b| b == b'/').count()
+}
+
 /// Applies `patch` to `doc` in place with no way back: after an error `doc` is left part-way.
 /// For a copy that an error throws away: the next state an append computes, or a stored patch,
 /// whose failure makes the fold an error (the stream is corrupt). `test` compares numbers
 /// numerically, as RFC 6902 asks (json-patch compares their representation).
 pub fn apply_unguarded(doc: &mut Value, patch: &Patch) -> Result<(), String> {
-    (patch.0.iter().enumerate())
-        .try_for_each(|(index, op)| apply_one(doc, index, Cow::Borrowed(op)))
+    for (index, op) in patch.0.iter().enumerate() {
+        apply_one(doc, index, Cow::Borrowed(op), |_| {})?;
+    }
+    Ok(())
 }
 
 /// [`apply_unguarded`] for a patch not needed afterwards (a stored patch being folded): its
 /// values are moved into `doc` instead of copied.
 pub fn apply_owned(doc: &mut Value, patch: Patch) -> Result<(), String> {
-    (patch.0.into_iter().enumerate())
-        .try_for_each(|(index, op)| apply_one(doc, index, Cow::Owned(op)))
+    for (index, op) in patch.0.into_iter().enumerate() {
+        apply_one(doc, index, Cow::Owned(op), |_| {})?;
+    }
+    Ok(())
 }
 
-fn apply_one(doc: &mut Value, index: usize, op: Cow<'_, PatchOperation>) -> Result<(), String> {
+/// Applies one operation: here when [`apply_to_member`] can (what it changed comes back), or
+/// by json-patch, after `before_general` has seen the state as it was.
+fn apply_one(
+    doc: &mut Value,
+    index: usize,
+    op: Cow<'_, PatchOperation>,
+    before_general: impl FnOnce(&Value),
+) -> Result<Option<Change>, String> {
     // json-patch compares numbers by representation; RFC 6902 says `1` equals `1.0`.
     if let PatchOperation::Test(test) = &*op {
         let found = test.path.resolve(doc).map_err(|_| {
@@ -410,11 +496,13 @@ fn apply_one(doc: &mut Value, index: usize, op: Cow<'_, PatchOperation>) -> Resu
                 test.path.as_str()
             ));
         }
-        return Ok(());
+        return Ok(None);
     }
-    let Err(op) = apply_to_member(doc, op) else {
-        return Ok(());
+    let op = match apply_to_member(doc, op) {
+        Ok(change) => return Ok(Some(change)),
+        Err(op) => op,
     };
+    before_general(doc);
     json_patch::patch_unsafe(doc, std::slice::from_ref(&*op)).map_err(|e| {
         format!(
             "operation {index} ({}) failed at path {:?}: {}",
@@ -422,7 +510,8 @@ fn apply_one(doc: &mut Value, index: usize, op: Cow<'_, PatchOperation>) -> Resu
             e.path.as_str(),
             e.kind
         )
-    })
+    })?;
+    Ok(None)
 }
 
 /// Applies the commonest operations (`replace` of an existing value; `add` and `remove` of an
@@ -433,13 +522,13 @@ fn apply_one(doc: &mut Value, index: usize, op: Cow<'_, PatchOperation>) -> Resu
 fn apply_to_member<'o>(
     doc: &mut Value,
     op: Cow<'o, PatchOperation>,
-) -> Result<(), Cow<'o, PatchOperation>> {
+) -> Result<Change, Cow<'o, PatchOperation>> {
     match &*op {
         PatchOperation::Replace(o) => {
             let Some(target) = resolve_mut(doc, o.path.as_str()) else {
                 return Err(op);
             };
-            *target = take_value(op);
+            Ok(Change::Replaced(std::mem::replace(target, take_value(op))))
         }
         PatchOperation::Add(o) => {
             let Some((parent, last)) = split_last(o.path.as_str()) else {
@@ -448,13 +537,14 @@ fn apply_to_member<'o>(
             let Some(Value::Object(members)) = resolve_mut(doc, parent) else {
                 return Err(op);
             };
-            match members.get_mut(last) {
-                Some(member) => *member = take_value(op),
+            Ok(match members.get_mut(last) {
+                Some(member) => Change::Replaced(std::mem::replace(member, take_value(op))),
                 None => {
                     let last = last.to_string();
                     members.insert(last, take_value(op));
+                    Change::Created
                 }
-            }
+            })
         }
         PatchOperation::Remove(o) => {
             let Some((parent, last)) = split_last(o.path.as_str()) else {
@@ -463,13 +553,10 @@ fn apply_to_member<'o>(
             let Some(Value::Object(members)) = resolve_mut(doc, parent) else {
                 return Err(op);
             };
-            if members.remove(last).is_none() {
-                return Err(op);
-            }
+            members.remove(last).map(Change::Removed).ok_or(op)
         }
-        _ => return Err(op),
+        _ => Err(op),
     }
-    Ok(())
 }
 
 /// The value of an `add` or `replace`: moved out of an operation owned, copied from one
@@ -548,6 +635,29 @@ mod tests {
             json!([{"op": "move", "from": "/a/b", "path": "/d~0~1e"}, {"op": "remove", "path": "/a/b"}]),
             json!([{"op": "remove", "path": "/items/0/q"}, {"op": "copy", "from": "/c", "path": "/nope/x"}]),
             json!([{"op": "replace", "path": "", "value": [1]}, {"op": "remove", "path": "/9"}]),
+            // changes of the members walked here, nested and repeated, undone last first
+            json!([
+                {"op": "replace", "path": "/a/b/0", "value": 9},
+                {"op": "add", "path": "/a/x", "value": 1},
+                {"op": "remove", "path": "/c"},
+                {"op": "add", "path": "/c", "value": "z"},
+                {"op": "replace", "path": "/a", "value": {}},
+                {"op": "test", "path": "/a", "value": 1}
+            ]),
+            // walked here and left to json-patch, mixed
+            json!([
+                {"op": "add", "path": "/c", "value": "new"},
+                {"op": "remove", "path": "/d~0~1e"},
+                {"op": "add", "path": "/a/b/1", "value": 5},
+                {"op": "replace", "path": "/items/0/q", "value": 2},
+                {"op": "remove", "path": "/nope"}
+            ]),
+            json!([
+                {"op": "replace", "path": "", "value": {"k": 1}},
+                {"op": "add", "path": "/k2", "value": 2},
+                {"op": "remove", "path": "/k"},
+                {"op": "test", "path": "/k2", "value": 3}
+            ]),
         ];
         for patch in patches {
             let patch = parse(patch, "p").unwrap();
@@ -568,6 +678,64 @@ mod tests {
         assert_eq!(state, original);
         apply_undoable(&mut state, &patch).unwrap().keep();
         assert_eq!(state, apply(&original, &patch).unwrap());
+    }
+
+    /// Operations over a small document: paths that exist or not, nested, escaped, in arrays.
+    fn operation() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let paths = [
+            "",
+            "/a",
+            "/a/b",
+            "/a/b/0",
+            "/a/b/1",
+            "/a/b/-",
+            "/a/x",
+            "/c",
+            "/d~0~1e",
+            "/n",
+            "/items/0/q",
+            "/items/0",
+            "/zz/y",
+        ];
+        let values = [
+            json!(1),
+            json!("s"),
+            json!({}),
+            json!([1]),
+            json!(null),
+            json!({"q": 2}),
+        ];
+        let ops = ["add", "remove", "replace", "test", "move", "copy"];
+        (0..ops.len(), 0..paths.len(), 0..paths.len(), 0..values.len()).prop_map(
+            move |(op, path, from, value)| {
+                json!({"op": ops[op], "path": paths[path], "from": paths[from], "value": values[value]})
+            },
+        )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn an_undoable_patch_applies_as_json_patch_does_and_undoes_exactly(
+            ops in proptest::collection::vec(operation(), 1..6)
+        ) {
+            let original = json!({"a": {"b": [1, 2]}, "c": "x", "d~/e": 1, "items": [{"q": 1}]});
+            let patch = parse(Value::Array(ops), "p").unwrap();
+            let mut theirs = original.clone();
+            let theirs = json_patch::patch_unsafe(&mut theirs, &patch.0).map(|()| theirs);
+            let mut state = original.clone();
+            let ours = apply_undoable(&mut state, &patch).map(|applied| applied.state().clone());
+            proptest::prop_assert_eq!(&state, &original);
+            match (ours, theirs) {
+                (Ok(ours), Ok(theirs)) => {
+                    proptest::prop_assert_eq!(&ours, &theirs);
+                    apply_undoable(&mut state, &patch).unwrap().keep();
+                    proptest::prop_assert_eq!(&state, &theirs);
+                }
+                (Err(_), Err(_)) => {}
+                (ours, theirs) => proptest::prop_assert!(false, "ours {ours:?}, json-patch's {theirs:?}"),
+            }
+        }
     }
 
     #[test]
@@ -705,9 +873,16 @@ mod tests {
             let theirs = json_patch::patch_unsafe(&mut theirs, &parsed.0).map(|()| theirs);
             let mut borrowed = doc.clone();
             let borrowed = apply_unguarded(&mut borrowed, &parsed).map(|()| borrowed);
+            let mut undoable = doc.clone();
+            if let Ok(applied) = apply_undoable(&mut undoable, &parsed) {
+                drop(applied);
+            }
+            assert_eq!(undoable, doc, "{patch}: dropped, undone");
+            let kept = apply_undoable(&mut undoable, &parsed).map(Applied::keep);
+            let kept = kept.map(|()| undoable);
             let mut owned = doc.clone();
             let owned = apply_owned(&mut owned, parsed).map(|()| owned);
-            for ours in [borrowed, owned] {
+            for ours in [borrowed, kept, owned] {
                 match (&ours, &theirs) {
                     (Ok(a), Ok(b)) => assert_eq!(a, b, "{patch}"),
                     (Err(_), Err(_)) => {}
