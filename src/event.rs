@@ -408,11 +408,17 @@ const SALT_FROM_DATA: usize = 2 * SALT_BYTES + 15 + 64 + 9;
 const SALT_NOT_HEX: &str = "salt is not 32 lower-case hex digits";
 const NO_HASH_MEMBER: &str = "the line does not end with the hash member";
 
-/// Checks that `member` (the line's last [`HASH_MEMBER_LEN`] bytes) holds `hash`.
-fn check_stored_hash(member: &str, hash: &Hash) -> Result<(), String> {
-    let stored = member
+/// The hex digits of `member` (the line's last [`HASH_MEMBER_LEN`] bytes), if it has the hash
+/// member's shape.
+fn stored_hash_hex(member: &str) -> Option<&str> {
+    member
         .strip_prefix(",\"hash\":\"")
         .and_then(|rest| rest.strip_suffix("\"}"))
+}
+
+/// Checks that `member` (the line's last [`HASH_MEMBER_LEN`] bytes) holds `hash`.
+fn check_stored_hash(member: &str, hash: &Hash) -> Result<(), String> {
+    let stored = stored_hash_hex(member)
         .and_then(decode_hex::<32>)
         .ok_or(NO_HASH_MEMBER)?;
     if stored != *hash {
@@ -527,7 +533,7 @@ pub fn parse_line_with(
     let hash = chain_hash(prev, &line.as_bytes()[..start], &data_hash);
     if !deferred {
         check_stored_hash(&line[end..], &hash)?;
-    } else if !line[end..].starts_with(",\"hash\":\"") || !line.ends_with("\"}") {
+    } else if stored_hash_hex(&line[end..]).is_none() {
         return Err(NO_HASH_MEMBER.to_string());
     }
     Ok(StoredEvent {

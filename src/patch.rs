@@ -367,22 +367,16 @@ impl Change {
             PatchOperation::Remove(o) => o.path.as_str(),
             _ => unreachable!("only add, replace and remove are applied here"),
         };
-        if let Change::Replaced(old) = self {
-            *resolve_mut(state, path).expect(AS_LEFT) = old;
-            return;
-        }
-        let (parent, last) = split_last(path).expect(AS_LEFT);
-        let Some(Value::Object(members)) = resolve_mut(state, parent) else {
-            unreachable!("{AS_LEFT}");
-        };
         match self {
+            Change::Replaced(old) => *resolve_mut(state, path).expect(AS_LEFT) = old,
             Change::Created => {
+                let (members, last) = parent_members(state, path).expect(AS_LEFT);
                 members.remove(last);
             }
             Change::Removed(old) => {
+                let (members, last) = parent_members(state, path).expect(AS_LEFT);
                 members.insert(last.to_string(), old);
             }
-            Change::Replaced(_) => unreachable!("undone above"),
         }
     }
 }
@@ -531,10 +525,7 @@ fn apply_to_member<'o>(
             Ok(Change::Replaced(std::mem::replace(target, take_value(op))))
         }
         PatchOperation::Add(o) => {
-            let Some((parent, last)) = split_last(o.path.as_str()) else {
-                return Err(op);
-            };
-            let Some(Value::Object(members)) = resolve_mut(doc, parent) else {
+            let Some((members, last)) = parent_members(doc, o.path.as_str()) else {
                 return Err(op);
             };
             Ok(match members.get_mut(last) {
@@ -547,10 +538,7 @@ fn apply_to_member<'o>(
             })
         }
         PatchOperation::Remove(o) => {
-            let Some((parent, last)) = split_last(o.path.as_str()) else {
-                return Err(op);
-            };
-            let Some(Value::Object(members)) = resolve_mut(doc, parent) else {
+            let Some((members, last)) = parent_members(doc, o.path.as_str()) else {
                 return Err(op);
             };
             members.remove(last).map(Change::Removed).ok_or(op)
@@ -593,11 +581,21 @@ fn resolve_mut<'d>(doc: &'d mut Value, pointer: &str) -> Option<&'d mut Value> {
     rest.is_empty().then_some(target)
 }
 
-/// A pointer's parent and its last token, when that token needs no unescaping.
-fn split_last(pointer: &str) -> Option<(&str, &str)> {
+/// The object holding the member `pointer` names, and the member's name: when the parent is
+/// an object [`resolve_mut`] finds and the name needs no unescaping.
+fn parent_members<'d, 'p>(
+    doc: &'d mut Value,
+    pointer: &'p str,
+) -> Option<(&'d mut serde_json::Map<String, Value>, &'p str)> {
     let at = pointer.rfind('/')?;
     let last = &pointer[at + 1..];
-    (!last.contains('~')).then(|| (&pointer[..at], last))
+    if last.contains('~') {
+        return None;
+    }
+    match resolve_mut(doc, &pointer[..at])? {
+        Value::Object(members) => Some((members, last)),
+        _ => None,
+    }
 }
 
 /// An array index as RFC 6901 spells it: `0`, or digits without a leading zero.
