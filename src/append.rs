@@ -107,7 +107,9 @@ impl Request {
     /// writes is the one every request waits for. A migration's data depends on the state, so
     /// it is still encoded when planned.
     pub fn encoded_ahead(mut self) -> Request {
-        self.payload = self.encode_payload();
+        if self.payload.is_none() {
+            self.payload = self.encode_payload();
+        }
         self
     }
 

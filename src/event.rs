@@ -161,6 +161,11 @@ impl Payload {
         Payload::with_text(data, meta, fresh_salt())
     }
 
+    /// The data's canonical text.
+    pub fn data(&self) -> &str {
+        &self.data
+    }
+
     fn with_salt(data: Option<&Value>, meta: Option<&Value>, salt: [u8; SALT_BYTES]) -> Payload {
         Payload::with_text(
             data.map_or_else(|| "null".to_string(), canonical),

@@ -21,6 +21,7 @@ pub mod json;
 pub mod no_symlinks;
 pub mod patch;
 pub mod plain_json;
+pub mod plain_request;
 pub mod read_ahead;
 pub mod request_line;
 pub mod schema;

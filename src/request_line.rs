@@ -19,7 +19,18 @@ use crate::patch::{self, Member};
 use crate::{DocId, Error, Result, state};
 
 /// Parses one request line (`{"doc": ..., "type": ..., "data": ..., ...}`) into a request.
+/// An update in the plain form producers commonly write is read by a quicker scanner, and may
+/// come with its payload encoded (see [`crate::plain_request`]).
 pub fn parse(text: &[u8]) -> Result<Request> {
+    match crate::plain_request::parse(text) {
+        Some(request) => Ok(request),
+        None => parse_general(text),
+    }
+}
+
+/// Parses a request line with serde, whatever its form: the parser whose reading and
+/// refusals every line gets.
+pub(crate) fn parse_general(text: &[u8]) -> Result<Request> {
     let line = read(text)?;
     if let Some(unknown) = line.unknown {
         return Err(Error::input(
@@ -28,7 +39,7 @@ pub fn parse(text: &[u8]) -> Result<Request> {
         ));
     }
     let doc = match line.doc {
-        Some(Value::String(doc)) => DocId::parse_writable(&doc)?,
+        Some(Text::Str(doc)) => DocId::parse_writable(&doc)?,
         _ => {
             return Err(Error::input(
                 "request",
@@ -52,7 +63,7 @@ pub fn parse(text: &[u8]) -> Result<Request> {
     };
     let (data, set) = (line.data, line.set);
     let kind = match line.kind {
-        Some(Value::String(kind)) => kind,
+        Some(Text::Str(kind)) => kind,
         Some(_) => {
             return Err(Error::input(
                 "type",
@@ -60,8 +71,8 @@ pub fn parse(text: &[u8]) -> Result<Request> {
             ));
         }
         None => match (&data, &set) {
-            (Some(Data::Value(Value::Object(_))), None) => "create".to_string(),
-            (Some(Data::Patch(_)), None) | (None, Some(_)) => "update".to_string(),
+            (Some(Data::Value(Value::Object(_))), None) => Cow::Borrowed("create"),
+            (Some(Data::Patch(_)), None) | (None, Some(_)) => Cow::Borrowed("update"),
             _ => {
                 return Err(Error::input(
                     "request",
@@ -70,7 +81,7 @@ pub fn parse(text: &[u8]) -> Result<Request> {
             }
         },
     };
-    let action = match (kind.as_str(), data, set) {
+    let action = match (kind.as_ref(), data, set) {
         ("create", Some(Data::Value(state)), None) => {
             state::check_new_state(&state, "data")?;
             Action::Create(state)
@@ -102,7 +113,7 @@ pub fn parse(text: &[u8]) -> Result<Request> {
                 "request",
                 format!(
                     "a {kind} takes {}",
-                    match kind.as_str() {
+                    match kind.as_ref() {
                         "create" => "\"data\" (an object)",
                         "update" => "\"data\" (a patch) or \"set\" (an object), not both",
                         _ => "neither \"data\" nor \"set\"",
@@ -128,9 +139,9 @@ pub fn parse(text: &[u8]) -> Result<Request> {
 
 /// The members of a request line, read but not yet interpreted.
 #[derive(Default)]
-struct Line {
-    doc: Option<Value>,
-    kind: Option<Value>,
+struct Line<'de> {
+    doc: Option<Text<'de>>,
+    kind: Option<Text<'de>>,
     data: Option<Data>,
     set: Option<Value>,
     expect: Option<Value>,
@@ -149,7 +160,7 @@ enum Data {
 
 /// Reads the line's members, refusing what is not JSON, a line that is not an object, and one
 /// nested deeper than [`MAX_DEPTH`].
-fn read(text: &[u8]) -> Result<Line> {
+fn read(text: &[u8]) -> Result<Line<'_>> {
     if text.iter().find(|b| !b" \t\r\n".contains(b)) != Some(&b'{') {
         // Not an object: its JSON errors, if any, come first.
         json::parse_strict(text, "request")?;
@@ -177,7 +188,7 @@ fn read(text: &[u8]) -> Result<Line> {
 
 fn read_map<'de, R: serde_json::de::Read<'de>>(
     mut de: serde_json::Deserializer<R>,
-) -> serde_json::Result<Line> {
+) -> serde_json::Result<Line<'de>> {
     (&mut de)
         .deserialize_map(LineVisitor)
         .and_then(|line| de.end().map(|()| line))
@@ -214,6 +225,92 @@ impl<'de> Visitor<'de> for KeyVisitor {
     }
 }
 
+/// A member that must be a string (`doc`, `type`, `op`, `path`, `from`): borrowed from the
+/// line unless it holds an escape. Any other value is read strictly, for its depth and for the
+/// error that names its type.
+enum Text<'de> {
+    Str(Cow<'de, str>),
+    Other(Value),
+}
+
+/// Reads a [`Text`] member's value, and its nesting depth as part of the line.
+fn text_value<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    depth: &mut usize,
+) -> std::result::Result<Text<'de>, A::Error> {
+    let text = map.next_value_seed(TextSeed)?;
+    if let Text::Other(value) = &text {
+        *depth = (*depth).max(1 + json::depth(value));
+    }
+    Ok(text)
+}
+
+struct TextSeed;
+
+impl<'de> DeserializeSeed<'de> for TextSeed {
+    type Value = Text<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Text<'de>, D::Error> {
+        d.deserialize_any(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl TextVisitor {
+    fn other<E>(value: std::result::Result<Value, E>) -> std::result::Result<Text<'static>, E> {
+        value.map(Text::Other)
+    }
+}
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Text<'de>, E> {
+        Ok(Text::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Text<'de>, E> {
+        Ok(Text::Str(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_string<E>(self, v: String) -> std::result::Result<Text<'de>, E> {
+        Ok(Text::Str(Cow::Owned(v)))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<Text<'de>, E> {
+        Self::other(StrictVisitor.visit_bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Text<'de>, E> {
+        Self::other(StrictVisitor.visit_i64(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Text<'de>, E> {
+        Self::other(StrictVisitor.visit_u64(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Text<'de>, E> {
+        Self::other(StrictVisitor.visit_f64(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<Text<'de>, E> {
+        Self::other(StrictVisitor.visit_unit())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<Text<'de>, A::Error> {
+        Self::other(StrictVisitor.visit_seq(seq))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Text<'de>, A::Error> {
+        Self::other(StrictVisitor.visit_map(map))
+    }
+}
+
 /// A value's nesting depth as part of the line, read strictly.
 fn strict_value<'de, A: MapAccess<'de>>(
     map: &mut A,
@@ -227,13 +324,13 @@ fn strict_value<'de, A: MapAccess<'de>>(
 struct LineVisitor;
 
 impl<'de> Visitor<'de> for LineVisitor {
-    type Value = Line;
+    type Value = Line<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a request object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Line, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Line<'de>, A::Error> {
         let mut line = Line {
             depth: 1,
             ..Line::default()
@@ -250,8 +347,18 @@ impl<'de> Visitor<'de> for LineVisitor {
                     line.data = Some(data);
                     continue;
                 }
-                "doc" => &mut line.doc,
-                "type" => &mut line.kind,
+                "doc" | "type" => {
+                    let slot = if name == "doc" {
+                        &mut line.doc
+                    } else {
+                        &mut line.kind
+                    };
+                    if slot.is_some() {
+                        return Err(duplicate(&name));
+                    }
+                    *slot = Some(text_value(&mut map, &mut line.depth)?);
+                    continue;
+                }
                 "set" => &mut line.set,
                 "expect" => &mut line.expect,
                 "meta" => &mut line.meta,
@@ -389,12 +496,12 @@ fn not_an_operation(unexpected: Unexpected) -> ReadOperation {
     (Err(wrong_type(unexpected, OPERATION)), 0)
 }
 
-/// A member that must be a string (`op`, `path`, `from`).
-fn text(value: Option<Value>) -> std::result::Result<Option<String>, String> {
+/// A member that must be a string (`op`, `path`, `from`), or what serde says of another type.
+fn text(value: Option<Text<'_>>) -> std::result::Result<Option<Cow<'_, str>>, String> {
     match value {
         None => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text)),
-        Some(other) => {
+        Some(Text::Str(text)) => Ok(Some(text)),
+        Some(Text::Other(other)) => {
             let unexpected = match &other {
                 Value::Null => Unexpected::Unit,
                 Value::Bool(b) => Unexpected::Bool(*b),
@@ -403,7 +510,7 @@ fn text(value: Option<Value>) -> std::result::Result<Option<String>, String> {
                     (None, Some(i)) => Unexpected::Signed(i),
                     _ => Unexpected::Float(n.as_f64().unwrap_or(0.0)),
                 },
-                Value::String(_) => unreachable!("matched above"),
+                Value::String(text) => Unexpected::Str(text),
                 Value::Array(_) => Unexpected::Seq,
                 Value::Object(_) => Unexpected::Map,
             };
@@ -425,7 +532,8 @@ impl<'de> Visitor<'de> for OperationVisitor {
         self,
         mut map: A,
     ) -> std::result::Result<ReadOperation, A::Error> {
-        let (mut op, mut path, mut from, mut value) = (None, None, None, None);
+        let (mut op, mut path, mut from) = (None, None, None);
+        let mut value = None;
         let mut others: Vec<String> = Vec::new();
         let mut depth = 1;
         while let Some(Key(name)) = map.next_key()? {
@@ -433,7 +541,13 @@ impl<'de> Visitor<'de> for OperationVisitor {
                 Member::Op => &mut op,
                 Member::Path => &mut path,
                 Member::From => &mut from,
-                Member::Value => &mut value,
+                Member::Value => {
+                    if value.is_some() {
+                        return Err(duplicate(&name));
+                    }
+                    value = Some(strict_value(&mut map, &mut depth)?);
+                    continue;
+                }
                 // Ignored, as RFC 6902 asks, once read like every other value.
                 Member::Other => {
                     if others.iter().any(|o| *o == name) {
@@ -447,10 +561,16 @@ impl<'de> Visitor<'de> for OperationVisitor {
             if slot.is_some() {
                 return Err(duplicate(&name));
             }
-            *slot = Some(strict_value(&mut map, &mut depth)?);
+            *slot = Some(text_value(&mut map, &mut depth)?);
         }
-        let operation =
-            (|| patch::operation(text(op)?.as_deref(), text(path)?, text(from)?, value))();
+        let operation = (|| {
+            patch::operation(
+                text(op)?.as_deref(),
+                text(path)?.map(Cow::into_owned),
+                text(from)?.map(Cow::into_owned),
+                value,
+            )
+        })();
         Ok((operation, depth))
     }
 

@@ -2,33 +2,81 @@
 //! parses: `[{"op":"replace","path":"/n","value":1},…]`, members in sorted order, strings
 //! without escapes. Recognised by a scanner a few times faster than serde's visitors; any other
 //! text (escapes, other members, whitespace, an error of any kind) is left to the general
-//! parser, so the two agree on every text.
+//! parser, so the two agree on every text. The same scanner reads the `data` of a request line
+//! written in that form (see `plain_request`), checking its values as all input is checked.
 
 use json_patch::{Patch, PatchOperation};
 use serde_json::Value;
 
+use crate::json::{self, StrictValue};
+
 /// The patch `text` holds, when it is in the canonical form this scanner knows; `None` sends
 /// the text to the general parser.
 pub fn parse(text: &str) -> Option<Patch> {
-    let mut scan = Scan { text, at: 0 };
-    scan.literal("[")?;
-    let mut operations = Vec::with_capacity(4);
-    loop {
-        operations.push(scan.operation()?);
-        if scan.literal("]").is_some() {
-            break;
-        }
-        scan.literal(",")?;
-    }
-    (scan.at == text.len()).then_some(Patch(operations))
+    let mut scan = Scan::new(text, false);
+    let patch = scan.patch()?;
+    (scan.at == text.len()).then_some(patch)
 }
+
+/// A patch in the canonical member order at the start of a request line's `data`.
+pub struct Leading {
+    pub patch: Patch,
+    /// How many bytes of the text it spans.
+    pub len: usize,
+    /// Whether those bytes are the patch's canonical text as they stand: every value a string
+    /// without escapes, an integer of at most 18 digits, `true`, `false` or `null`.
+    pub verbatim: bool,
+}
+
+/// The patch `text` starts with, read as input: a container value with a duplicate member,
+/// or nested so deep that the line would be deeper than [`json::MAX_DEPTH`], is left to the
+/// general parser, which refuses it. `None` when the text does not start with such a patch.
+pub fn parse_leading(text: &str) -> Option<Leading> {
+    let mut scan = Scan::new(text, true);
+    let patch = scan.patch()?;
+    Some(Leading {
+        patch,
+        len: scan.at,
+        verbatim: scan.verbatim,
+    })
+}
+
+/// The depth of a request line around an operation's value: the line, its `data` array and
+/// the operation object.
+const LINE_DEPTH_AROUND_VALUE: usize = 3;
 
 struct Scan<'a> {
     text: &'a str,
     at: usize,
+    /// Whether values are input, to be read strictly.
+    input: bool,
+    /// Whether every value so far stands in its canonical text.
+    verbatim: bool,
 }
 
 impl<'a> Scan<'a> {
+    fn new(text: &'a str, input: bool) -> Scan<'a> {
+        Scan {
+            text,
+            at: 0,
+            input,
+            verbatim: true,
+        }
+    }
+
+    /// `[OPERATION,…]`, one operation at least.
+    fn patch(&mut self) -> Option<Patch> {
+        self.literal("[")?;
+        let mut operations = Vec::with_capacity(4);
+        loop {
+            operations.push(self.operation()?);
+            if self.literal("]").is_some() {
+                return Some(Patch(operations));
+            }
+            self.literal(",")?;
+        }
+    }
+
     fn rest(&self) -> &'a str {
         &self.text[self.at..]
     }
@@ -60,6 +108,13 @@ impl<'a> Scan<'a> {
             None => None,
         };
         self.literal("}")?;
+        // The canonical text gives `value` and `from` only to the operations that take them.
+        let (takes_value, takes_from) = match op {
+            "add" | "replace" | "test" => (true, false),
+            "move" | "copy" => (false, true),
+            _ => (false, false),
+        };
+        self.verbatim &= value.is_some() == takes_value && from.is_some() == takes_from;
         crate::patch::operation(Some(op), Some(path), from, value).ok()
     }
 
@@ -86,17 +141,40 @@ impl<'a> Scan<'a> {
                     .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
                     .unwrap_or(rest.len());
                 let number = serde_json::from_str::<Value>(&rest[..len]).ok()?;
+                self.verbatim &= is_canonical_integer(&rest[..len]);
                 self.at += len;
                 Some(number)
+            }
+            _ if self.input => {
+                let mut values =
+                    serde_json::Deserializer::from_str(rest).into_iter::<StrictValue>();
+                let StrictValue(value) = values.next()?.ok()?;
+                if LINE_DEPTH_AROUND_VALUE + json::depth(&value) > json::MAX_DEPTH {
+                    return None;
+                }
+                self.verbatim = false;
+                self.at += values.byte_offset();
+                Some(value)
             }
             _ => {
                 let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
                 let value = values.next()?.ok()?;
+                self.verbatim = false;
                 self.at += values.byte_offset();
                 Some(value)
             }
         }
     }
+}
+
+/// Whether `number` is an integer as the canonical writer prints it: no leading zero, no
+/// `-0`, and few enough digits to be read as an integer.
+fn is_canonical_integer(number: &str) -> bool {
+    let digits = number.strip_prefix('-').unwrap_or(number);
+    !digits.is_empty()
+        && digits.len() <= 18
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" && digits.len() == number.len() || !digits.starts_with('0'))
 }
 
 #[cfg(test)]
