@@ -222,7 +222,15 @@ impl<T> Batcher<T> {
         docs: impl Iterator<Item = &'a DocId>,
         split: usize,
     ) -> usize {
-        let distinct: HashSet<&DocId> = docs.collect();
+        let mut distinct: HashSet<&DocId> = HashSet::new();
+        let mut last = None;
+        for doc in docs {
+            // A run of requests to one stream is hashed once.
+            if last != Some(doc) {
+                distinct.insert(doc);
+                last = Some(doc);
+            }
+        }
         let (in_flight, fresh) = match &self.in_flight {
             Some(prev) => {
                 let fresh = distinct.iter().filter(|doc| !prev.holds(doc)).count();
@@ -288,12 +296,21 @@ impl<T> Batcher<T> {
         // finished (its locks released), and this group opens its streams waiting, in order.
         // Distinct streams first: a group to one stream holds one id, not one per request.
         // Grouped by hashing: sorting every request by its id cost more than the rest of
-        // opening the streams.
-        let mut queued: HashMap<&DocId, Vec<(usize, &Request)>> = HashMap::new();
+        // opening the streams. A run of requests to one stream is hashed once.
+        let mut queued: Vec<(&DocId, Vec<(usize, &Request)>)> = Vec::new();
+        let mut index: HashMap<&DocId, usize> = HashMap::new();
+        let mut last: Option<(&DocId, usize)> = None;
         for &(i, request) in &requests {
-            queued.entry(&request.doc).or_default().push((i, request));
+            let at = match last {
+                Some((doc, at)) if *doc == request.doc => at,
+                _ => *index.entry(&request.doc).or_insert_with(|| {
+                    queued.push((&request.doc, Vec::new()));
+                    queued.len() - 1
+                }),
+            };
+            last = Some((&request.doc, at));
+            queued[at].1.push((i, request));
         }
-        let mut queued: Vec<(&DocId, Vec<(usize, &Request)>)> = queued.into_iter().collect();
         queued.sort_unstable_by_key(|(doc, _)| *doc);
         let mut slots: BTreeMap<DocId, Option<Slot>> = queued
             .iter()

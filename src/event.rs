@@ -635,14 +635,24 @@ pub fn encode_hex(bytes: impl AsRef<[u8]>) -> String {
     out
 }
 
+/// The two lower-case hex digits of each byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [DIGITS[i >> 4], DIGITS[i & 0x0f]];
+        i += 1;
+    }
+    table
+};
+
 /// Appends the lower-case hex of `bytes` to `out`.
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for chunk in bytes.chunks(32) {
         let mut hex = [0u8; 64];
         for (pair, &b) in hex.chunks_exact_mut(2).zip(chunk) {
-            pair[0] = DIGITS[(b >> 4) as usize];
-            pair[1] = DIGITS[(b & 0x0f) as usize];
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
         }
         out.push_str(std::str::from_utf8(&hex[..2 * chunk.len()]).expect("hex digits are ASCII"));
     }

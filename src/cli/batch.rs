@@ -130,15 +130,26 @@ fn split_into_groups(requests: &[Result<Request>], streams_per_group: usize) -> 
     if requests.len() <= streams_per_group.min(GROUP_LINES_PER_STREAM) {
         return vec![(0..requests.len()).collect()];
     }
-    // Each stream's latest group, and how many of its requests that group holds.
-    let mut latest: HashMap<&DocId, (usize, usize)> = HashMap::new();
+    // Each stream's latest group, and how many of its requests that group holds, found by
+    // hashing its id once for each run of requests to it.
+    let mut latest: Vec<(usize, usize)> = Vec::new();
+    let mut index: HashMap<&DocId, usize> = HashMap::new();
+    let mut last: Option<(&DocId, usize)> = None;
     let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
     let mut streams_in_last = 0;
     for (i, request) in requests.iter().enumerate() {
         let group = match request {
             Err(_) => 0,
             Ok(r) => {
-                let (group, count) = latest.entry(&r.doc).or_insert((usize::MAX, 0));
+                let at = match last {
+                    Some((doc, at)) if *doc == r.doc => at,
+                    _ => *index.entry(&r.doc).or_insert_with(|| {
+                        latest.push((usize::MAX, 0));
+                        latest.len() - 1
+                    }),
+                };
+                last = Some((&r.doc, at));
+                let (group, count) = &mut latest[at];
                 if *group == usize::MAX || *count == GROUP_LINES_PER_STREAM {
                     // A later group than the stream's last: the last one, if it is later and
                     // has room for one more stream, or a new one.
