@@ -534,7 +534,8 @@ pub(crate) fn plan(
     let written = out.len();
     let mut last_line = written;
     let limit = folder.max_event_bytes();
-    let mut next_last = head.last.clone();
+    // Only when an event is written: a migration that finds the document current writes none.
+    let mut next_last = None;
     for (seq, (kind, data)) in (first_seq..).zip(&events) {
         // The client's meta describes its own event, not the migration eventdir adds.
         let meta = if *kind == EventType::Migrate {
@@ -583,7 +584,9 @@ pub(crate) fn plan(
             stamp,
         });
     }
-    head.last = next_last;
+    if next_last.is_some() {
+        head.last = next_last;
+    }
     if patched_in_place.map(crate::patch::Applied::keep).is_none() {
         head.state = new_state;
     }
