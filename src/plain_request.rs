@@ -170,6 +170,8 @@ mod tests {
             r#"{"doc":"o:a","data":[{"op":"add","path":"/f","value":1.50}]}"#,
             r#"{"doc":"o:a","data":[{"op":"add","path":"/o","value":{"b":1,"a":2}}]}"#,
             r#"{"doc":"o:a","data":[{"op":"add","path":"/z","value":-0}]}"#,
+            // RFC 6902 ignores a remove's value; the canonical text leaves it out.
+            r#"{"doc":"o:a","data":[{"op":"remove","path":"/a","value":1}]}"#,
         ] {
             let request = parse(other.as_bytes()).unwrap();
             assert!(request.payload.is_none(), "{other}");

@@ -411,3 +411,55 @@ fn rounds_that_share_or_swap_their_documents_under_a_low_open_file_limit_all_lan
     assert_eq!(f.json(&["get", "b:7"])["state"]["n"], 109_999);
     assert_eq!(f.json(&["verify", "--json"])["events"], 110_000);
 }
+
+/// The `data` bytes of each line of `doc`'s stream file, as stored.
+fn stored_data(f: &TestFolder, doc: &str) -> Vec<String> {
+    std::fs::read_to_string(f.stream_file(doc))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let start = line.find(",\"data\":").unwrap() + ",\"data\":".len();
+            let end = line.rfind(",\"hash\":").unwrap();
+            line[start..end].to_string()
+        })
+        .collect()
+}
+
+/// An update written plainly (no whitespace, no escapes, the canonical member order) is read
+/// by a quicker path than the same update written any other way; both store the same bytes.
+#[test]
+fn a_plain_update_line_and_the_same_request_spaced_out_store_the_same_bytes() {
+    let f = TestFolder::new();
+    for doc in ["p:1", "q:1"] {
+        f.ok(&["append", doc, "--data", r#"{"a":1,"f":2.5,"n":0}"#]);
+    }
+    let patches = [
+        r#"[{"op":"replace","path":"/n","value":-7},{"op":"add","path":"/s","value":"é ☃"}]"#,
+        r#"[{"op":"remove","path":"/a","value":"ignored"},{"op":"add","path":"/a","value":null}]"#,
+        r#"[{"op":"replace","path":"/f","value":2.50},{"op":"add","path":"/o","value":{"b":[1],"a":true}}]"#,
+        r#"[{"from":"/o","op":"move","path":"/m"},{"from":"/m","op":"copy","path":"/c"}]"#,
+    ];
+    let mut input = String::new();
+    for (seq, patch) in (0..).zip(patches) {
+        input.push_str(&format!(
+            "{{\"doc\":\"p:1\",\"expect\":{seq},\"data\":{patch}}}\n"
+        ));
+        let spaced = patch.replace(',', ", ").replace(':', ": ");
+        input.push_str(&format!(
+            "{{ \"doc\": \"q:1\", \"expect\": {seq}, \"data\": {spaced} }}\n"
+        ));
+    }
+    let (code, results) = batch(&f, &input);
+    assert_eq!(code, 0, "{results:?}");
+    assert!(results.iter().all(|r| r.get("error").is_none()));
+    assert_eq!(stored_data(&f, "p:1"), stored_data(&f, "q:1"));
+    assert_eq!(
+        stored_data(&f, "p:1")[2],
+        r#"[{"op":"remove","path":"/a"},{"op":"add","path":"/a","value":null}]"#
+    );
+    assert_eq!(
+        f.json(&["get", "p:1"])["state"],
+        f.json(&["get", "q:1"])["state"]
+    );
+    assert_eq!(f.json(&["verify", "--json"])["ok"], true);
+}
