@@ -140,8 +140,17 @@ impl<'a> Scan<'a> {
                     .bytes()
                     .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
                     .unwrap_or(rest.len());
-                let number = serde_json::from_str::<Value>(&rest[..len]).ok()?;
-                self.verbatim &= is_canonical_integer(&rest[..len]);
+                let text = &rest[..len];
+                let number = if is_canonical_integer(text) {
+                    // As serde_json reads it: a u64, or an i64 when negative.
+                    match text.starts_with('-') {
+                        false => Value::from(text.parse::<u64>().ok()?),
+                        true => Value::from(text.parse::<i64>().ok()?),
+                    }
+                } else {
+                    self.verbatim = false;
+                    serde_json::from_str::<Value>(text).ok()?
+                };
                 self.at += len;
                 Some(number)
             }
