@@ -11,7 +11,7 @@
 //! write, still locked, and only tries the locks of its others (waiting for one while holding
 //! the group before's would break the lock order); it writes once the group before is durable.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -60,6 +60,35 @@ const SYNCFS_FROM: usize = 8;
 const DEFERRED_FSYNC_FROM: usize = 1 << 20;
 /// From this many streams in one group on, they are planned and written in parallel.
 const PARALLEL_FROM: usize = 16;
+
+/// Numbers the distinct streams of a round's requests in the order they first appear. A
+/// stream's id is hashed once for each run of requests to it, so a round to one document
+/// hashes once.
+#[derive(Default)]
+pub struct StreamNumbers<'a> {
+    index: HashMap<&'a DocId, usize>,
+    last: Option<(&'a DocId, usize)>,
+}
+
+impl<'a> StreamNumbers<'a> {
+    /// `doc`'s number, and whether this is its first request.
+    pub fn of(&mut self, doc: &'a DocId) -> (usize, bool) {
+        if let Some((last, number)) = self.last
+            && last == doc
+        {
+            return (number, false);
+        }
+        let next = self.index.len();
+        let number = *self.index.entry(doc).or_insert(next);
+        self.last = Some((doc, number));
+        (number, number == next)
+    }
+
+    /// How many distinct streams were numbered.
+    pub fn count(&self) -> usize {
+        self.index.len()
+    }
+}
 
 fn refusal(error: &Error) -> (ExitCode, String) {
     (ExitCode::of(error), error.to_string())
@@ -222,24 +251,17 @@ impl<T> Batcher<T> {
         docs: impl Iterator<Item = &'a DocId>,
         split: usize,
     ) -> usize {
-        let mut distinct: HashSet<&DocId> = HashSet::new();
-        let mut last = None;
+        let mut distinct = StreamNumbers::default();
+        // The distinct streams the group in flight does not hold.
+        let mut fresh = 0;
         for doc in docs {
-            // A run of requests to one stream is hashed once.
-            if last != Some(doc) {
-                distinct.insert(doc);
-                last = Some(doc);
+            if distinct.of(doc).1 && !self.in_flight.as_ref().is_some_and(|prev| prev.holds(doc)) {
+                fresh += 1;
             }
         }
-        let (in_flight, fresh) = match &self.in_flight {
-            Some(prev) => {
-                let fresh = distinct.iter().filter(|doc| !prev.holds(doc)).count();
-                (prev.streams.len(), fresh)
-            }
-            None => (0, distinct.len()),
-        };
+        let in_flight = self.in_flight.as_ref().map_or(0, |prev| prev.streams.len());
         if in_flight + fresh <= self.cache.budget {
-            distinct.len().max(split)
+            distinct.count().max(split)
         } else {
             split
         }
@@ -296,19 +318,14 @@ impl<T> Batcher<T> {
         // finished (its locks released), and this group opens its streams waiting, in order.
         // Distinct streams first: a group to one stream holds one id, not one per request.
         // Grouped by hashing: sorting every request by its id cost more than the rest of
-        // opening the streams. A run of requests to one stream is hashed once.
+        // opening the streams.
         let mut queued: Vec<(&DocId, Vec<(usize, &Request)>)> = Vec::new();
-        let mut index: HashMap<&DocId, usize> = HashMap::new();
-        let mut last: Option<(&DocId, usize)> = None;
+        let mut numbers = StreamNumbers::default();
         for &(i, request) in &requests {
-            let at = match last {
-                Some((doc, at)) if *doc == request.doc => at,
-                _ => *index.entry(&request.doc).or_insert_with(|| {
-                    queued.push((&request.doc, Vec::new()));
-                    queued.len() - 1
-                }),
-            };
-            last = Some((&request.doc, at));
+            let (at, first) = numbers.of(&request.doc);
+            if first {
+                queued.push((&request.doc, Vec::new()));
+            }
             queued[at].1.push((i, request));
         }
         queued.sort_unstable_by_key(|(doc, _)| *doc);

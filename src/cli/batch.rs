@@ -1,13 +1,13 @@
 //! `append --batch`: requests from stdin, committed in groups of whatever input is available.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::output::Output;
 use super::stdin_lines::StdinLines;
 use crate::append::Request;
-use crate::batch::{Batcher, Outcome};
+use crate::batch::{Batcher, Outcome, StreamNumbers};
 use crate::exit_code::ExitCode;
-use crate::{DocId, Error, Folder, Result, request_line};
+use crate::{Error, Folder, Result, request_line};
 
 /// The most requests committed in one group.
 const GROUP_LINES: usize = 50_000;
@@ -130,25 +130,19 @@ fn split_into_groups(requests: &[Result<Request>], streams_per_group: usize) -> 
     if requests.len() <= streams_per_group.min(GROUP_LINES_PER_STREAM) {
         return vec![(0..requests.len()).collect()];
     }
-    // Each stream's latest group, and how many of its requests that group holds, found by
-    // hashing its id once for each run of requests to it.
+    // Each stream's latest group, and how many of its requests that group holds.
     let mut latest: Vec<(usize, usize)> = Vec::new();
-    let mut index: HashMap<&DocId, usize> = HashMap::new();
-    let mut last: Option<(&DocId, usize)> = None;
+    let mut numbers = StreamNumbers::default();
     let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
     let mut streams_in_last = 0;
     for (i, request) in requests.iter().enumerate() {
         let group = match request {
             Err(_) => 0,
             Ok(r) => {
-                let at = match last {
-                    Some((doc, at)) if *doc == r.doc => at,
-                    _ => *index.entry(&r.doc).or_insert_with(|| {
-                        latest.push((usize::MAX, 0));
-                        latest.len() - 1
-                    }),
-                };
-                last = Some((&r.doc, at));
+                let (at, first) = numbers.of(&r.doc);
+                if first {
+                    latest.push((usize::MAX, 0));
+                }
                 let (group, count) = &mut latest[at];
                 if *group == usize::MAX || *count == GROUP_LINES_PER_STREAM {
                     // A later group than the stream's last: the last one, if it is later and
@@ -191,7 +185,10 @@ fn print(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+    use crate::DocId;
 
     fn requests(docs: impl IntoIterator<Item = String>) -> Vec<Result<Request>> {
         docs.into_iter()
