@@ -103,6 +103,15 @@ pub(crate) fn string_end(b: &[u8], at: usize) -> Option<usize> {
     (b[at + 1 + len] == b'"').then_some(at + len + 2)
 }
 
+/// The contents of a string without escapes or control characters starting at `*at`, which
+/// moves just after its closing quote.
+pub(crate) fn take_string<'a>(text: &'a str, at: &mut usize) -> Option<&'a str> {
+    let end = string_end(text.as_bytes(), *at)?;
+    let contents = &text[*at + 1..end - 1];
+    *at = end;
+    Some(contents)
+}
+
 /// The end of `-?(0|[1-9][0-9]*)(\.[0-9]+)?` starting at `at`, with at most [`MAX_DIGITS`]
 /// digits on each side of the point.
 fn number_end(b: &[u8], at: usize) -> Option<usize> {

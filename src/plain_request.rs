@@ -13,13 +13,12 @@
 use crate::DocId;
 use crate::append::{Action, Expect, Request};
 use crate::event::Payload;
-use crate::plain_json::string_end;
+use crate::plain_json::take_string;
 use crate::stored_patch;
 
-/// The request `line` holds, when it is in the plain form of an update; `None` sends the line
-/// to the general parser.
-pub fn parse(line: &[u8]) -> Option<Request> {
-    let text = std::str::from_utf8(line).ok()?;
+/// The request the line `text` holds, when it is in the plain form of an update; `None` sends
+/// the line to the general parser.
+pub fn parse(text: &str) -> Option<Request> {
     let b = text.as_bytes();
     if b.first() != Some(&b'{') {
         return None;
@@ -27,18 +26,17 @@ pub fn parse(line: &[u8]) -> Option<Request> {
     let (mut doc, mut kind, mut expect, mut data) = (None, None, None, None);
     let mut at = 1;
     loop {
-        let key_end = string_end(b, at)?;
-        if b.get(key_end) != Some(&b':') {
+        let key = take_string(text, &mut at)?;
+        if b.get(at) != Some(&b':') {
             return None;
         }
-        let key = &text[at + 1..key_end - 1];
-        at = key_end + 1;
+        at += 1;
         match key {
-            "doc" if doc.is_none() => doc = Some(string(text, &mut at)?),
-            "type" if kind.is_none() => kind = Some(string(text, &mut at)?),
+            "doc" if doc.is_none() => doc = Some(take_string(text, &mut at)?),
+            "type" if kind.is_none() => kind = Some(take_string(text, &mut at)?),
             "expect" if expect.is_none() => {
                 expect = Some(if b.get(at) == Some(&b'"') {
-                    Expect::parse(string(text, &mut at)?).ok()?
+                    Expect::parse(take_string(text, &mut at)?).ok()?
                 } else {
                     Expect::Seq(seq(text, &mut at)?)
                 });
@@ -76,14 +74,6 @@ pub fn parse(line: &[u8]) -> Option<Request> {
     })
 }
 
-/// A string without escapes at `at`: its contents.
-fn string<'a>(text: &'a str, at: &mut usize) -> Option<&'a str> {
-    let end = string_end(text.as_bytes(), *at)?;
-    let contents = &text[*at + 1..end - 1];
-    *at = end;
-    Some(contents)
-}
-
 /// A seq written as a plain JSON integer at `at`; a number in any other form (a fraction, an
 /// exponent, a leading zero, out of range) is left to the general parser.
 fn seq(text: &str, at: &mut usize) -> Option<u64> {
@@ -119,10 +109,11 @@ mod tests {
     /// Checks that the scanner reads `line` as the general parser does, and that a payload it
     /// encoded holds the canonical text of the patch.
     fn agrees(line: &str) -> std::result::Result<(), String> {
-        let Some(ours) = parse(line.as_bytes()) else {
+        let Some(ours) = parse(line) else {
             return Ok(());
         };
-        let general = parse_general(line.as_bytes()).map_err(|e| format!("{line}: {e}"))?;
+        let general =
+            parse_general(line.as_bytes(), Some(line)).map_err(|e| format!("{line}: {e}"))?;
         if reading(&ours) != reading(&general) {
             return Err(format!(
                 "{line}: {} != {}",
@@ -153,7 +144,7 @@ mod tests {
             r#"{"doc":"o:a","data":[{"op":"add","path":"/big","value":123456789012345678901234567890}]}"#,
         ];
         for line in lines {
-            assert!(parse(line.as_bytes()).is_some(), "{line} is plain");
+            assert!(parse(line).is_some(), "{line} is plain");
             agrees(line).unwrap();
         }
     }
@@ -161,7 +152,7 @@ mod tests {
     #[test]
     fn a_verbatim_patch_comes_encoded_and_another_does_not() {
         let verbatim = r#"{"doc":"o:a","data":[{"op":"replace","path":"/n","value":-3},{"op":"add","path":"/s","value":"é"}]}"#;
-        let payload = parse(verbatim.as_bytes()).unwrap().payload.unwrap();
+        let payload = parse(verbatim).unwrap().payload.unwrap();
         assert_eq!(
             payload.data(),
             r#"[{"op":"replace","path":"/n","value":-3},{"op":"add","path":"/s","value":"é"}]"#
@@ -173,7 +164,7 @@ mod tests {
             // RFC 6902 ignores a remove's value; the canonical text leaves it out.
             r#"{"doc":"o:a","data":[{"op":"remove","path":"/a","value":1}]}"#,
         ] {
-            let request = parse(other.as_bytes()).unwrap();
+            let request = parse(other).unwrap();
             assert!(request.payload.is_none(), "{other}");
         }
     }
@@ -223,11 +214,14 @@ mod tests {
             "{\"doc\":\"o:a\",\"data\":[{\"op\":\"remove\",\"path\":\"/a\"}]}\r",
         ];
         for line in lines {
-            assert!(parse(line.as_bytes()).is_none(), "{line}");
+            assert!(parse(line).is_none(), "{line}");
         }
+        // A line that is not UTF-8 never reaches the scanner, and the general parser refuses it.
         assert!(
-            parse(b"{\"doc\":\"o:a\xff\",\"data\":[{\"op\":\"remove\",\"path\":\"/a\"}]}")
-                .is_none()
+            crate::request_line::parse(
+                b"{\"doc\":\"o:a\xff\",\"data\":[{\"op\":\"remove\",\"path\":\"/a\"}]}"
+            )
+            .is_err()
         );
         // The line, its data and the operation are three levels around the value.
         let nested = |levels: usize| {
@@ -238,10 +232,10 @@ mod tests {
             )
         };
         let too_deep = nested(crate::json::MAX_DEPTH - 2);
-        assert!(parse(too_deep.as_bytes()).is_none());
-        assert!(parse_general(too_deep.as_bytes()).is_err());
+        assert!(parse(too_deep.as_str()).is_none());
+        assert!(parse_general(too_deep.as_bytes(), Some(&too_deep)).is_err());
         let deepest = nested(crate::json::MAX_DEPTH - 3);
-        assert!(parse(deepest.as_bytes()).is_some());
+        assert!(parse(&deepest).is_some());
         agrees(&deepest).unwrap();
     }
 

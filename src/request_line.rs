@@ -22,16 +22,18 @@ use crate::{DocId, Error, Result, state};
 /// An update in the plain form producers commonly write is read by a quicker scanner, and may
 /// come with its payload encoded (see [`crate::plain_request`]).
 pub fn parse(text: &[u8]) -> Result<Request> {
-    match crate::plain_request::parse(text) {
+    // One UTF-8 check of the whole line, for both parsers, instead of one for every string.
+    let utf8 = std::str::from_utf8(text).ok();
+    match utf8.and_then(crate::plain_request::parse) {
         Some(request) => Ok(request),
-        None => parse_general(text),
+        None => parse_general(text, utf8),
     }
 }
 
 /// Parses a request line with serde, whatever its form: the parser whose reading and
-/// refusals every line gets.
-pub(crate) fn parse_general(text: &[u8]) -> Result<Request> {
-    let line = read(text)?;
+/// refusals every line gets. `utf8` is `text` when it is UTF-8.
+pub(crate) fn parse_general<'a>(text: &'a [u8], utf8: Option<&'a str>) -> Result<Request> {
+    let line = read(text, utf8)?;
     if let Some(unknown) = line.unknown {
         return Err(Error::input(
             "request",
@@ -160,7 +162,7 @@ enum Data {
 
 /// Reads the line's members, refusing what is not JSON, a line that is not an object, and one
 /// nested deeper than [`MAX_DEPTH`].
-fn read(text: &[u8]) -> Result<Line<'_>> {
+fn read<'a>(text: &'a [u8], utf8: Option<&'a str>) -> Result<Line<'a>> {
     if text.iter().find(|b| !b" \t\r\n".contains(b)) != Some(&b'{') {
         // Not an object: its JSON errors, if any, come first.
         json::parse_strict(text, "request")?;
@@ -169,11 +171,10 @@ fn read(text: &[u8]) -> Result<Line<'_>> {
             "expected a JSON object {\"doc\": ..., ...}",
         ));
     }
-    let line = match std::str::from_utf8(text) {
-        // One UTF-8 check of the whole line, instead of one for every string in it.
-        Ok(text) => read_map(serde_json::Deserializer::from_str(text)),
+    let line = match utf8 {
+        Some(text) => read_map(serde_json::Deserializer::from_str(text)),
         // serde_json's own reader names where the line stops being UTF-8.
-        Err(_) => read_map(serde_json::Deserializer::from_slice(text)),
+        None => read_map(serde_json::Deserializer::from_slice(text)),
     }
     .map_err(|e| json::invalid(&e, "request"))?;
     if line.depth > MAX_DEPTH {

@@ -120,10 +120,7 @@ impl<'a> Scan<'a> {
 
     /// A string without escapes or control characters: its contents as they stand.
     fn string(&mut self) -> Option<&'a str> {
-        let end = crate::plain_json::string_end(self.text.as_bytes(), self.at)?;
-        let string = &self.text[self.at + 1..end - 1];
-        self.at = end;
-        Some(string)
+        crate::plain_json::take_string(self.text, &mut self.at)
     }
 
     /// Any JSON value: the short ones by hand, numbers and containers by serde_json (the
