@@ -463,9 +463,18 @@ pub fn apply_unguarded(doc: &mut Value, patch: &Patch) -> Result<(), String> {
 /// values are moved into `doc` instead of copied.
 pub fn apply_owned(doc: &mut Value, patch: Patch) -> Result<(), String> {
     for (index, op) in patch.0.into_iter().enumerate() {
-        apply_one(doc, index, Cow::Owned(op), |_| {})?;
+        apply_owned_operation(doc, index, op)?;
     }
     Ok(())
+}
+
+/// Applies operation `index` of a stored patch being folded, as [`apply_owned`] does.
+pub(crate) fn apply_owned_operation(
+    doc: &mut Value,
+    index: usize,
+    op: PatchOperation,
+) -> Result<(), String> {
+    apply_one(doc, index, Cow::Owned(op), |_| {}).map(drop)
 }
 
 /// Applies one operation: here when [`apply_to_member`] can (what it changed comes back), or
@@ -562,7 +571,7 @@ fn take_value(op: Cow<'_, PatchOperation>) -> Value {
 /// What `pointer` (an RFC 6901 pointer, already checked) names in `doc`. `None` when it names
 /// nothing, or takes a form left to json-patch: a token with an escape (`~0`, `~1`), or an
 /// array index other than plain digits.
-fn resolve_mut<'d>(doc: &'d mut Value, pointer: &str) -> Option<&'d mut Value> {
+pub(crate) fn resolve_mut<'d>(doc: &'d mut Value, pointer: &str) -> Option<&'d mut Value> {
     let mut target = doc;
     let mut rest = pointer;
     while let Some(tokens) = rest.strip_prefix('/') {
@@ -583,7 +592,7 @@ fn resolve_mut<'d>(doc: &'d mut Value, pointer: &str) -> Option<&'d mut Value> {
 
 /// The object holding the member `pointer` names, and the member's name: when the parent is
 /// an object [`resolve_mut`] finds and the name needs no unescaping.
-fn parent_members<'d, 'p>(
+pub(crate) fn parent_members<'d, 'p>(
     doc: &'d mut Value,
     pointer: &'p str,
 ) -> Option<(&'d mut serde_json::Map<String, Value>, &'p str)> {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::event::{EventType, Hash, StoredEvent};
 use crate::index::{Index, Target};
 use crate::stream::{Position, StreamReader};
-use crate::{DocId, Error, Folder, Result, json, patch, snapshot};
+use crate::{DocId, Error, Folder, Result, json, patch, snapshot, stored_patch};
 
 /// A document's state after some event.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,9 +76,15 @@ impl DocState {
                 self.deleted = false;
             }
             EventType::Update | EventType::Migrate => {
-                let patch = patch::parse_stored(event.data_text())
-                    .map_err(|e| format!("the stored patch is not a JSON Patch: {e}"))?;
-                patch::apply_owned(&mut self.state, patch)?;
+                let text = event.data_text();
+                match stored_patch::apply(&mut self.state, text) {
+                    Some(folded) => folded?,
+                    None => {
+                        let patch = patch::parse_stored(text)
+                            .map_err(|e| format!("the stored patch is not a JSON Patch: {e}"))?;
+                        patch::apply_owned(&mut self.state, patch)?;
+                    }
+                }
                 if !self.state.is_object() {
                     return Err(
                         "the patch turns the state into something other than an object".to_string(),

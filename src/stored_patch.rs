@@ -4,6 +4,8 @@
 //! text (escapes, other members, whitespace, an error of any kind) is left to the general
 //! parser, so the two agree on every text. The same scanner reads the `data` of a request line
 //! written in that form (see `plain_request`), checking its values as all input is checked.
+//! A fold applies such a patch straight from its text ([`apply`]), without building its
+//! operations first.
 
 use json_patch::{Patch, PatchOperation};
 use serde_json::Value;
@@ -16,6 +18,26 @@ pub fn parse(text: &str) -> Option<Patch> {
     let mut scan = Scan::new(text, false);
     let patch = scan.patch()?;
     (scan.at == text.len()).then_some(patch)
+}
+
+/// Folds the stored patch `text` into `doc` as [`crate::patch::apply_owned`] folds what
+/// [`crate::patch::parse_stored`] makes of it, with the same result and the same error, but
+/// straight from the text: no pointer is parsed into tokens, and a string that replaces a
+/// string is copied into the old one's allocation. `None`, with `doc` untouched, when the
+/// text is not in the form this scanner knows or a pointer has an escape (`~`): the caller
+/// then parses it in full.
+pub fn apply(doc: &mut Value, text: &str) -> Option<Result<(), String>> {
+    let mut scan = Scan::new(text, false);
+    let operations = scan.sequence(Some)?;
+    if scan.at != text.len() || !operations.iter().all(Scanned::is_plain) {
+        return None;
+    }
+    Some(
+        operations
+            .into_iter()
+            .enumerate()
+            .try_for_each(|(index, op)| op.fold_into(doc, index)),
+    )
 }
 
 /// A patch in the canonical member order at the start of a request line's `data`.
@@ -66,12 +88,17 @@ impl<'a> Scan<'a> {
 
     /// `[OPERATION,…]`, one operation at least.
     fn patch(&mut self) -> Option<Patch> {
+        self.sequence(Scanned::into_operation).map(Patch)
+    }
+
+    /// `[OPERATION,…]`, each operation as `each` makes it.
+    fn sequence<T>(&mut self, mut each: impl FnMut(Scanned<'a>) -> Option<T>) -> Option<Vec<T>> {
         self.literal("[")?;
         let mut operations = Vec::with_capacity(4);
         loop {
-            operations.push(self.operation()?);
+            operations.push(each(self.operation()?)?);
             if self.literal("]").is_some() {
-                return Some(Patch(operations));
+                return Some(operations);
             }
             self.literal(",")?;
         }
@@ -89,20 +116,20 @@ impl<'a> Scan<'a> {
     }
 
     /// `{"from":S,"op":"NAME","path":S,"value":V}`, `from` and `value` optional.
-    fn operation(&mut self) -> Option<PatchOperation> {
+    fn operation(&mut self) -> Option<Scanned<'a>> {
         self.literal("{")?;
         let from = match self.literal(r#""from":"#) {
             Some(()) => {
                 let from = self.string()?;
                 self.literal(",")?;
-                Some(from.to_string())
+                Some(from)
             }
             None => None,
         };
         self.literal(r#""op":"#)?;
         let op = self.string()?;
         self.literal(r#","path":"#)?;
-        let path = self.string()?.to_string();
+        let path = self.string()?;
         let value = match self.literal(r#","value":"#) {
             Some(()) => Some(self.value()?),
             None => None,
@@ -115,7 +142,12 @@ impl<'a> Scan<'a> {
             _ => (false, false),
         };
         self.verbatim &= value.is_some() == takes_value && from.is_some() == takes_from;
-        crate::patch::operation(Some(op), Some(path), from, value).ok()
+        Some(Scanned {
+            op,
+            path,
+            from,
+            value,
+        })
     }
 
     /// A string without escapes or control characters: its contents as they stand.
@@ -125,10 +157,10 @@ impl<'a> Scan<'a> {
 
     /// Any JSON value: the short ones by hand, numbers and containers by serde_json (the
     /// parser the general path uses, so numbers come out the same).
-    fn value(&mut self) -> Option<Value> {
+    fn value(&mut self) -> Option<ScannedValue<'a>> {
         let rest = self.rest();
-        match rest.as_bytes().first()? {
-            b'"' => self.string().map(|s| Value::String(s.to_string())),
+        let value = match rest.as_bytes().first()? {
+            b'"' => return self.string().map(ScannedValue::Plain),
             b't' => self.literal("true").map(|()| Value::Bool(true)),
             b'f' => self.literal("false").map(|()| Value::Bool(false)),
             b'n' => self.literal("null").map(|()| Value::Null),
@@ -169,7 +201,112 @@ impl<'a> Scan<'a> {
                 self.at += values.byte_offset();
                 Some(value)
             }
+        };
+        value.map(ScannedValue::Parsed)
+    }
+}
+
+/// An operation as the scanner read it, its strings still in the text.
+struct Scanned<'a> {
+    op: &'a str,
+    path: &'a str,
+    from: Option<&'a str>,
+    value: Option<ScannedValue<'a>>,
+}
+
+/// A value as the scanner read it: a string without escapes, still in the text, or any other
+/// value.
+enum ScannedValue<'a> {
+    Plain(&'a str),
+    Parsed(Value),
+}
+
+impl ScannedValue<'_> {
+    fn into_value(self) -> Value {
+        match self {
+            ScannedValue::Plain(text) => Value::String(text.to_string()),
+            ScannedValue::Parsed(value) => value,
         }
+    }
+
+    /// Puts this value where `target` is; a string over a string reuses its allocation.
+    fn place(self, target: &mut Value) {
+        match (self, target) {
+            (ScannedValue::Plain(text), Value::String(old)) => {
+                old.clear();
+                old.push_str(text);
+            }
+            (value, target) => *target = value.into_value(),
+        }
+    }
+}
+
+impl<'a> Scanned<'a> {
+    fn into_operation(self) -> Option<PatchOperation> {
+        crate::patch::operation(
+            Some(self.op),
+            Some(self.path.to_string()),
+            self.from.map(str::to_string),
+            self.value.map(ScannedValue::into_value),
+        )
+        .ok()
+    }
+
+    /// Whether this is a valid operation whose pointers have no escape: a known `op` with
+    /// the members it takes, and pointers that are empty or start with `/`, without `~`. Only
+    /// those conditions make [`crate::patch::operation`] refuse one.
+    fn is_plain(&self) -> bool {
+        let plain_pointer = |p: &str| (p.is_empty() || p.starts_with('/')) && !p.contains('~');
+        let (takes_value, takes_from) = match self.op {
+            "add" | "replace" | "test" => (true, false),
+            "move" | "copy" => (false, true),
+            "remove" => (false, false),
+            _ => return false,
+        };
+        plain_pointer(self.path)
+            && (!takes_value || self.value.is_some())
+            && (!takes_from || self.from.is_some_and(plain_pointer))
+    }
+
+    /// Applies this operation, number `index` of its patch, to `doc` as
+    /// [`crate::patch::apply_owned`] would: here for a member or item that is there (and an
+    /// `add` of a new member), by the general code for the rest, errors included.
+    fn fold_into(mut self, doc: &mut Value, index: usize) -> Result<(), String> {
+        match self.op {
+            "replace" => {
+                if let Some(target) = crate::patch::resolve_mut(doc, self.path) {
+                    self.take_value().place(target);
+                    return Ok(());
+                }
+            }
+            "add" => {
+                if let Some((members, name)) = crate::patch::parent_members(doc, self.path) {
+                    match members.get_mut(name) {
+                        Some(member) => self.take_value().place(member),
+                        None => {
+                            members.insert(name.to_string(), self.take_value().into_value());
+                        }
+                    }
+                    return Ok(());
+                }
+            }
+            "remove" => {
+                if let Some((members, name)) = crate::patch::parent_members(doc, self.path)
+                    && members.remove(name).is_some()
+                {
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+        let op = self
+            .into_operation()
+            .expect("a plain operation is a valid one");
+        crate::patch::apply_owned_operation(doc, index, op)
+    }
+
+    fn take_value(&mut self) -> ScannedValue<'a> {
+        self.value.take().expect("add and replace have a value")
     }
 }
 
@@ -276,5 +413,92 @@ mod tests {
                 prop_assert_eq!(Some(ours), general(&text), "{}", text);
             }
         }
+
+        /// Folding a patch straight from its text ends where parsing it and applying the
+        /// operations ends: the same state, or the same error.
+        #[test]
+        fn a_patch_folded_from_its_text_folds_as_the_parsed_patch_does(
+            ops in prop::collection::vec(
+                (
+                    prop_oneof![
+                        12 => prop::sample::select(vec!["add", "remove", "replace", "move", "copy", "test"]),
+                        1 => Just("x"),
+                    ],
+                    path(),
+                    path(),
+                    prop::sample::select(vec![
+                        "1", "\"s\"", "\"\"", "\"x\"", "null", "{}", "[1]", "{\"q\":2}", "2.5",
+                    ]),
+                    // now and then a member the operation does not take, or lacks one it does
+                    prop::bool::weighted(0.1),
+                ),
+                1..5,
+            )
+        ) {
+            let body: Vec<String> = ops
+                .iter()
+                .map(|&(op, path, from, value, odd)| {
+                    let takes_from = matches!(op, "move" | "copy");
+                    let takes_value = matches!(op, "add" | "replace" | "test");
+                    let from = if takes_from != odd { format!(r#""from":"{from}","#) } else { String::new() };
+                    let value = if takes_value != odd { format!(r#","value":{value}"#) } else { String::new() };
+                    format!(r#"{{{from}"op":"{op}","path":"{path}"{value}}}"#)
+                })
+                .collect();
+            let text = format!("[{}]", body.join(","));
+            let original = serde_json::json!(
+                {"a": {"b": [1, "s"]}, "c": "x", "d~/e": 1, "items": [{"q": 1}], "n": 0}
+            );
+            let mut ours = original.clone();
+            let Some(folded) = apply(&mut ours, &text) else {
+                prop_assert_eq!(&ours, &original, "{} was left alone", text);
+                return Ok(());
+            };
+            let mut theirs = original.clone();
+            let parsed = crate::patch::parse_stored(&text);
+            prop_assert!(parsed.is_ok(), "{} folded, but does not parse", text);
+            let applied = crate::patch::apply_owned(&mut theirs, parsed.unwrap());
+            prop_assert_eq!(&folded, &applied, "{}", text);
+            if applied.is_ok() {
+                prop_assert_eq!(&ours, &theirs, "{}", text);
+            }
+        }
+    }
+
+    /// Pointers that name members and items that are there or not, nested, now and then
+    /// escaped or invalid.
+    fn path() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            12 => prop::sample::select(vec![
+                "", "/a", "/a/b", "/a/b/0", "/a/b/1", "/a/b/2", "/a/b/-", "/a/x", "/c", "/n",
+                "/items/0/q", "/items/0", "/zz/y", "/c/x",
+            ]),
+            1 => prop::sample::select(vec!["/d~0~1e", "a"]),
+        ]
+    }
+
+    #[test]
+    fn a_patch_with_an_escape_or_an_error_of_form_is_left_to_the_general_parser() {
+        let mut state = serde_json::json!({"a~b": 1, "c": 2});
+        for text in [
+            r#"[{"op":"remove","path":"/c"},{"op":"remove","path":"/a~0b"}]"#,
+            r#"[{"op":"remove","path":"/c"},{"op":"add","path":"c","value":1}]"#,
+            r#"[{"op":"remove","path":"/c"},{"op":"move","path":"/x"}]"#,
+            r#"[{"op":"remove","path":"/c"},{"op":"x","path":"/x"}]"#,
+            r#"[{"op":"remove","path":"/c"}] "#,
+        ] {
+            assert_eq!(apply(&mut state, text), None, "{text}");
+        }
+        assert_eq!(state, serde_json::json!({"a~b": 1, "c": 2}));
+    }
+
+    #[test]
+    fn a_string_replacing_a_string_is_written_into_its_allocation() {
+        let mut state = serde_json::json!({"s": "a longer string than the next"});
+        let before = state["s"].as_str().unwrap().as_ptr();
+        let text = r#"[{"op":"replace","path":"/s","value":"shorter"}]"#;
+        assert_eq!(apply(&mut state, text), Some(Ok(())));
+        assert_eq!(state, serde_json::json!({"s": "shorter"}));
+        assert_eq!(state["s"].as_str().unwrap().as_ptr(), before);
     }
 }
