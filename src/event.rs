@@ -275,11 +275,15 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    /// The checks a line parsed with [`DataCheck::DigestByCaller`] leaves: the data against
-    /// its salted digest, and the stored hash against the one computed. The salt sits at a
-    /// fixed distance before the data (`,"salt":"` 32 hex `","data_hash":"` 64 hex
+    /// The checks a line parsed with [`DataCheck::DigestByCaller`] leaves: the forms of the
+    /// timestamp and the event id, the data against its salted digest, and the stored hash
+    /// against the one computed. The event id follows the timestamp at a fixed distance, the
+    /// salt sits at one before the data (`,"salt":"` 32 hex `","data_hash":"` 64 hex
     /// `","data":`), the stored hash at the end of the line.
     pub fn check_payload(&self) -> Result<(), String> {
+        check_timestamp(self.timestamp())?;
+        let event_id_at = self.timestamp_at + EVENT_ID_FROM_TIMESTAMP;
+        check_event_id(&self.line[event_id_at..event_id_at + EVENT_ID_LEN])?;
         let salt_at = self.data.start - SALT_FROM_DATA;
         let salt = decode_hex::<SALT_BYTES>(&self.line[salt_at..salt_at + 2 * SALT_BYTES])
             .ok_or(SALT_NOT_HEX)?;
@@ -392,7 +396,8 @@ pub enum DataCheck {
     /// (a fold, which applies every payload it reads).
     ByCaller,
     /// Not even its digest, nor whether the stored hash is the one computed (the chain goes on
-    /// from the computed one): as `ByCaller`, and the caller also calls
+    /// from the computed one), nor the forms of the timestamp and the event id (the order of
+    /// timestamps is still checked): as `ByCaller`, and the caller also calls
     /// [`StoredEvent::check_payload`] before it applies the event (a fold whose lines are read
     /// and chained on another thread, which so does less).
     DigestByCaller,
@@ -407,6 +412,10 @@ fn check_digest(salt: &[u8], data: &str, data_hash: &Hash) -> Result<(), String>
 
 /// `,"hash":"` + 64 hex digits + `"}`.
 const HASH_MEMBER_LEN: usize = 75;
+const EVENT_ID_LEN: usize = 36;
+/// From the timestamp's first character to the event id's: the timestamp and
+/// `","event_id":"`.
+const EVENT_ID_FROM_TIMESTAMP: usize = crate::time::STORED_LEN + 14;
 /// From the salt's first hex digit to the data: the salt, `","data_hash":"`, 64 hex digits and
 /// `","data":`.
 const SALT_FROM_DATA: usize = 2 * SALT_BYTES + 15 + 64 + 9;
@@ -473,13 +482,16 @@ pub fn parse_line_with(
     let timestamp = scan
         .fixed(crate::time::STORED_LEN, "timestamp")
         .map_err(bad)?;
-    if !crate::time::is_stored_form(timestamp) {
-        return Err(format!("timestamp {timestamp:?} is not in the stored form"));
+    // Left to the caller with the digest: the thread that reads ahead does the rest.
+    let deferred = check == DataCheck::DigestByCaller;
+    if !deferred {
+        check_timestamp(timestamp)?;
     }
     scan.expect(",\"event_id\":\"").map_err(bad)?;
-    let event_id = scan.fixed(36, "event_id").map_err(bad)?;
-    if !is_lower_uuid(event_id) {
-        return Err(format!("event_id {event_id:?} is not a lower-case UUID"));
+    debug_assert_eq!(scan.pos, timestamp_at + EVENT_ID_FROM_TIMESTAMP);
+    let event_id = scan.fixed(EVENT_ID_LEN, "event_id").map_err(bad)?;
+    if !deferred {
+        check_event_id(event_id)?;
     }
     scan.expect(",\"schema\":").map_err(bad)?;
     let schema = if line[scan.pos..].starts_with("null") {
@@ -500,8 +512,6 @@ pub fn parse_line_with(
     }
     scan.expect(",\"salt\":\"").map_err(bad)?;
     let salt_text = scan.fixed(2 * SALT_BYTES, "salt").map_err(bad)?;
-    // Left to the caller with the digest: the thread that reads ahead does the rest.
-    let deferred = check == DataCheck::DigestByCaller;
     scan.expect(",\"data_hash\":\"").map_err(bad)?;
     let data_hash = decode_hex::<32>(scan.fixed(64, "data_hash").map_err(bad)?)
         .ok_or("data_hash is not 64 lower-case hex digits")?;
@@ -551,6 +561,21 @@ pub fn parse_line_with(
         data,
         data_hash,
     })
+}
+
+/// Checks that `timestamp` is in the stored form.
+pub(crate) fn check_timestamp(timestamp: &str) -> Result<(), String> {
+    if !crate::time::is_stored_form(timestamp) {
+        return Err(format!("timestamp {timestamp:?} is not in the stored form"));
+    }
+    Ok(())
+}
+
+fn check_event_id(event_id: &str) -> Result<(), String> {
+    if !is_lower_uuid(event_id) {
+        return Err(format!("event_id {event_id:?} is not a lower-case UUID"));
+    }
+    Ok(())
 }
 
 /// Reads the `doc` member in general and checks that it names `doc` in the stored form.

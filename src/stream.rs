@@ -231,6 +231,9 @@ impl StreamReader {
             return Err(self.corrupt(Some(self.next_seq), reason));
         }
         if event.timestamp() < self.prev_timestamp.as_str() {
+            // A timestamp out of form, when its check is the caller's, is reported as that.
+            crate::event::check_timestamp(event.timestamp())
+                .map_err(|reason| self.corrupt(Some(event.seq), reason))?;
             let reason = format!(
                 "timestamp {} is earlier than the previous event's {}",
                 event.timestamp(),

@@ -222,3 +222,43 @@ fn a_stream_read_ahead_reports_its_first_corruption_by_seq() {
     assert_eq!(code, 4, "{stderr}");
     assert!(stderr.contains("3901 where 3900 was expected"), "{stderr}");
 }
+
+#[test]
+fn a_stream_read_ahead_reports_a_timestamp_or_event_id_out_of_form_by_seq() {
+    let f = TestFolder::new();
+    let lines = long_stream(&f, 4000);
+    let corrupt = |seq: usize, member: &str, text: &str| {
+        let mut lines = lines.clone();
+        let at = lines[seq].find(&format!("\"{member}\":\"")).unwrap() + member.len() + 4;
+        lines[seq].replace_range(at..at + text.len(), text);
+        std::fs::write(f.stream_file("long:1"), lines.join("\n") + "\n").unwrap();
+        std::fs::remove_dir_all(f.path().join("cache")).ok();
+    };
+    // Checked by the folding thread, not by the one that reads ahead and chains: a month 13
+    // that sorts after every timestamp before it, one that sorts before them, an id in
+    // capitals. Each is reported as what it is, at its seq.
+    let cases = [
+        (
+            1000,
+            "timestamp",
+            "2999-13-01T00:00:00.000000Z",
+            "is not in the stored form",
+        ),
+        (
+            1200,
+            "timestamp",
+            "0000-00-00T00:00:00.000000Z",
+            "is not in the stored form",
+        ),
+        (1500, "event_id", "ABCDEF01", "is not a lower-case UUID"),
+    ];
+    for (seq, member, text, reason) in cases {
+        corrupt(seq, member, text);
+        for args in [&["replay", "long:1"][..], &["get", "long:1"]] {
+            let (code, _, stderr) = f.run(args);
+            assert_eq!(code, 4, "{args:?}: {stderr}");
+            assert!(stderr.contains(&format!("seq {seq}")), "{args:?}: {stderr}");
+            assert!(stderr.contains(reason), "{args:?}: {stderr}");
+        }
+    }
+}
