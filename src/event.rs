@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::DocId;
 use crate::json::canonical;
+use crate::line::Line;
 
 /// A SHA-256 value.
 pub type Hash = [u8; 32];
@@ -261,7 +262,7 @@ pub fn chain_hash(prev: &Hash, envelope: &[u8], data_hash: &Hash) -> Hash {
 #[derive(Clone, Debug)]
 pub struct StoredEvent {
     /// The stored line, without its newline.
-    pub line: String,
+    pub line: Line,
     pub seq: u64,
     pub kind: EventType,
     pub schema: Option<u64>,
@@ -447,12 +448,12 @@ fn check_stored_hash(member: &str, hash: &Hash) -> Result<(), String> {
 /// line itself can prove: its members, its payload digest, and its hash chained to `prev`.
 /// The error is a reason for a corruption report.
 pub fn parse_line(line: String, doc: &DocId, prev: &Hash) -> Result<StoredEvent, String> {
-    parse_line_with(line, doc, prev, DataCheck::Readable)
+    parse_line_with(line.into(), doc, prev, DataCheck::Readable)
 }
 
 /// [`parse_line`], with `check` saying whether `data` must be proven readable here.
 pub fn parse_line_with(
-    line: String,
+    line: Line,
     doc: &DocId,
     prev: &Hash,
     check: DataCheck,
@@ -743,7 +744,7 @@ mod tests {
         let hash = chain_hash(&ZERO_HASH, envelope.as_bytes(), &data_hash);
         let line = format!("{envelope}{data},\"hash\":\"{}\"}}", encode_hex(hash));
         let doc = DocId::parse("order:42").unwrap();
-        parse_line_with(line, &doc, &ZERO_HASH, check)
+        parse_line_with(line.into(), &doc, &ZERO_HASH, check)
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod append;
 pub mod apply;
 pub mod batch;
+pub mod block_lines;
 pub mod canonical;
 pub mod cli;
 pub mod clone;
@@ -18,6 +19,7 @@ pub mod folder;
 pub mod index;
 pub mod io;
 pub mod json;
+pub mod line;
 pub mod no_symlinks;
 pub mod patch;
 pub mod plain_json;

@@ -62,7 +62,8 @@ impl FoldReader {
         // This thread checks the payload digests, which halves what the other one hashes.
         let reader = reader
             .checking_payloads_elsewhere()
-            .searching_with_vectors();
+            .searching_with_vectors()
+            .reading_in_blocks();
         let (sender, receiver) = sync_channel(BATCHES_AHEAD);
         let (spent, returned) = sync_channel(BATCHES_AHEAD + 1);
         std::thread::spawn(move || read(reader, &sender, &returned));

@@ -5,9 +5,11 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use crate::block_lines::{BlockLines, Next};
 use crate::event::{
     DataCheck, Hash, StoredEvent, ZERO_HASH, decode_hex, parse_line, parse_line_with,
 };
+use crate::line::Line;
 use crate::{DocId, Error, Folder, Result, io as fsio};
 
 /// Reads a stream's complete lines in order, checking each event's hash chain, seq continuity
@@ -28,6 +30,9 @@ pub struct StreamReader {
     /// Whether lines are found with the CPU's vector instructions (see
     /// [`StreamReader::searching_with_vectors`]).
     vector_search: bool,
+    /// Lines read a block at a time, when the reader reads them so (see
+    /// [`StreamReader::reading_in_blocks`]).
+    blocks: Option<Box<BlockLines>>,
     buf: Vec<u8>,
     /// Buffers of lines already done with, for the next lines to be read into.
     spare: Vec<Vec<u8>>,
@@ -118,6 +123,7 @@ impl StreamReader {
             end: u64::MAX,
             data_check: DataCheck::Readable,
             vector_search: false,
+            blocks: None,
             buf: Vec::new(),
             spare: Vec::new(),
         }
@@ -149,6 +155,13 @@ impl StreamReader {
     /// than a process reading a few lines spends on them.
     pub(crate) fn searching_with_vectors(mut self) -> StreamReader {
         self.vector_search = true;
+        self
+    }
+
+    /// Reads lines a block at a time ([`BlockLines`]), for a reader with many lines to read:
+    /// the events share the blocks their lines were read into.
+    pub(crate) fn reading_in_blocks(mut self) -> StreamReader {
+        self.blocks = Some(Box::default());
         self
     }
 
@@ -188,39 +201,27 @@ impl StreamReader {
         if self.partial.is_some() || self.offset >= self.end {
             return Ok(None);
         }
-        self.buf.clear();
-        let limit = self.max_line + 1;
-        let read = self
-            .read_line(limit)
-            .map_err(Error::io("read", &self.path))?;
-        if read == 0 {
-            return Ok(None);
-        }
-        if self.buf.last() != Some(&b'\n') {
-            if read == limit {
-                return Err(self.corrupt(
-                    None,
-                    format!(
-                        "a line longer than the folder's limit of {} bytes",
-                        self.max_line
-                    ),
-                ));
+        let next = match &mut self.blocks {
+            Some(blocks) => {
+                // What may still be read: up to `end`, beyond what was read ahead already.
+                let ahead = self.offset + blocks.unreturned();
+                let left = self.end.saturating_sub(ahead);
+                blocks
+                    .next(&mut self.reader, self.max_line, left)
+                    .map_err(Error::io("read", &self.path))?
             }
-            self.partial = Some(read as u64);
-            return Ok(None);
-        }
-        self.buf.pop();
-        // The event takes the buffer (no copy); the next line gets a spare one, or a new one
-        // of the same size.
-        let next = match self.spare.pop() {
-            Some(spare) => spare,
-            None => Vec::with_capacity(self.buf.capacity()),
+            None => self.next_own_line()?,
         };
-        let bytes = std::mem::replace(&mut self.buf, next);
-        let text = match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(e) => {
-                let reason = format!("the line is not valid UTF-8 ({})", e.utf8_error());
+        let (text, read) = match next {
+            Next::Line(text, read) => (text, read),
+            Next::End(0) => return Ok(None),
+            Next::End(partial) => {
+                self.partial = Some(partial);
+                return Ok(None);
+            }
+            Next::TooLong => return Err(self.too_long()),
+            Next::NotUtf8(e) => {
+                let reason = format!("the line is not valid UTF-8 ({e})");
                 return Err(self.corrupt(None, reason));
             }
         };
@@ -247,6 +248,47 @@ impl StreamReader {
         self.prev_timestamp.clear();
         self.prev_timestamp.push_str(event.timestamp());
         Ok(Some(event))
+    }
+
+    /// The next complete line, read into a buffer of its own, and its length with its newline.
+    fn next_own_line(&mut self) -> Result<Next> {
+        self.buf.clear();
+        let limit = self.max_line + 1;
+        let read = self
+            .read_line(limit)
+            .map_err(Error::io("read", &self.path))?;
+        if read == 0 {
+            return Ok(Next::End(0));
+        }
+        if self.buf.last() != Some(&b'\n') {
+            return Ok(if read == limit {
+                Next::TooLong
+            } else {
+                Next::End(read as u64)
+            });
+        }
+        self.buf.pop();
+        // The event takes the buffer (no copy); the next line gets a spare one, or a new one
+        // of the same size.
+        let next = match self.spare.pop() {
+            Some(spare) => spare,
+            None => Vec::with_capacity(self.buf.capacity()),
+        };
+        let bytes = std::mem::replace(&mut self.buf, next);
+        Ok(match String::from_utf8(bytes) {
+            Ok(text) => Next::Line(text.into(), read),
+            Err(e) => Next::NotUtf8(e.utf8_error()),
+        })
+    }
+
+    fn too_long(&self) -> Error {
+        self.corrupt(
+            None,
+            format!(
+                "a line longer than the folder's limit of {} bytes",
+                self.max_line
+            ),
+        )
     }
 
     /// Appends the next line to `buf`, with its newline if it has one, reading at most
@@ -281,9 +323,10 @@ impl StreamReader {
 
     /// Takes back the lines of events the caller is done with, as buffers for the lines still
     /// to be read.
-    pub fn reuse(&mut self, lines: impl Iterator<Item = String>) {
+    pub fn reuse(&mut self, lines: impl Iterator<Item = Line>) {
         const SPARE: usize = 1024;
-        for line in lines.take(SPARE.saturating_sub(self.spare.len())) {
+        let own = lines.filter_map(Line::into_own);
+        for line in own.take(SPARE.saturating_sub(self.spare.len())) {
             let mut buffer = line.into_bytes();
             buffer.clear();
             self.spare.push(buffer);

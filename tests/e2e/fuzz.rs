@@ -238,7 +238,7 @@ proptest! {
     ) {
         let event = parse_line(line.clone(), &doc, &prev);
         prop_assert!(event.is_ok(), "{:?}: {line}", event.err());
-        prop_assert_eq!(event.unwrap().line, line.clone());
+        prop_assert_eq!(&*event.unwrap().line, line.as_str());
         if other != prev {
             prop_assert!(parse_line(line.clone(), &doc, &other).is_err());
         }
