@@ -69,15 +69,15 @@ impl BlockLines {
     ) -> io::Result<Option<Next>> {
         let mut bytes = self.reusable();
         bytes.append(&mut self.carry);
-        loop {
-            let before = bytes.len();
-            let want = BLOCK.saturating_sub(before).max(BLOCK / 4) as u64;
+        // Read until a newline is in (one carried over, after a line that is not UTF-8, needs
+        // no read), the end, or more than a line may hold.
+        let mut scanned = 0;
+        while memchr::memchr(b'\n', &bytes[scanned..]).is_none() && bytes.len() <= max_line {
+            scanned = bytes.len();
+            let want = BLOCK.saturating_sub(scanned).max(BLOCK / 4) as u64;
             let read = input.take(want.min(left)).read_to_end(&mut bytes)?;
             left -= read as u64;
-            if read == 0 || memchr::memrchr(b'\n', &bytes[before..]).is_some() {
-                break;
-            }
-            if memchr::memchr(b'\n', &bytes).is_none() && bytes.len() > max_line {
+            if read == 0 {
                 break;
             }
         }
