@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -23,13 +24,15 @@ use crate::append::{
 };
 use crate::exit_code::ExitCode;
 use crate::io::{FilesystemSync, LockedStream, Relocked, Wait};
+use crate::line::Line;
 use crate::schema::History;
 use crate::stream::read_tail;
 use crate::{DocId, Error, Folder, Result, io as fsio};
 
 /// A request's outcome: the stored line of the requested event (without its newline), or the
-/// exit code and message of its refusal.
-pub type Outcome = Result<String, (ExitCode, String)>;
+/// exit code and message of its refusal. The lines of one stream's requests in a group share
+/// one buffer, in order, so that they can be printed together.
+pub type Outcome = Result<Line, (ExitCode, String)>;
 
 struct OpenStream {
     path: PathBuf,
@@ -284,7 +287,7 @@ impl<T> Batcher<T> {
         let mut outcomes: Vec<Outcome> = requests
             .iter()
             .map(|r| match r {
-                Ok(_) => Ok(String::new()),
+                Ok(_) => Ok(Line::from(String::new())),
                 Err(e) => Err(refusal(e)),
             })
             .collect();
@@ -474,6 +477,10 @@ fn plan_streams(
         .collect();
     let plan_stream = |(slot, queued): (&mut Slot, Vec<(usize, &Request)>)| {
         let mut planned = Vec::with_capacity(queued.len());
+        // The requested events' lines, one after another; room for as many as the first and
+        // an eighth more (seqs grow longer), so that the buffer is not copied as it grows.
+        let mut lines = String::new();
+        let requests = queued.len();
         for (i, request) in queued {
             let outcome = match (&mut *slot, histories.get(request.doc.kind())) {
                 (Err(e), _) => Err(e.clone()),
@@ -488,9 +495,13 @@ fn plan_streams(
                 ) {
                     Ok(last_line) => {
                         stream.requests.push(i);
-                        Ok(stream.pending[last_line..]
-                            .trim_end_matches('\n')
-                            .to_string())
+                        let line = &stream.pending[last_line..];
+                        if lines.is_empty() {
+                            lines.reserve(line.len() * 9 / 8 * (requests - planned.len()));
+                        }
+                        let start = lines.len();
+                        lines.push_str(line);
+                        Ok(start..lines.len() - 1)
                     }
                     Err(e) => Err(refusal(&e)),
                 },
@@ -498,7 +509,11 @@ fn plan_streams(
             };
             planned.push((i, outcome));
         }
+        let lines = Arc::new(lines);
         planned
+            .into_iter()
+            .map(|(i, outcome)| (i, outcome.map(|at| Line::in_block(Arc::clone(&lines), at))))
+            .collect::<Vec<(usize, Outcome)>>()
     };
     let planned: Vec<Vec<(usize, Outcome)>> = if parallel {
         work.into_par_iter().map(plan_stream).collect()

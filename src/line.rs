@@ -1,5 +1,6 @@
 //! A stored line as an event holds it: in a string of its own, or as its part of a block of
-//! lines read together, which the events read from the block share (no copy per line).
+//! lines read together, which the events read from the block share (no copy per line). A
+//! batch's result lines are held the same way, one stream's lines of a group in one block.
 
 use std::fmt;
 use std::ops::{Deref, Range};
@@ -20,6 +21,21 @@ impl Line {
     pub fn in_block(block: Arc<String>, range: Range<usize>) -> Line {
         debug_assert!(block.is_char_boundary(range.start) && block.is_char_boundary(range.end));
         Line(Text::InBlock(block, range))
+    }
+
+    /// Extends this text over `next` when `next` follows it in the same block, after one
+    /// newline: consecutive lines, to be written in one piece. False (and nothing changed)
+    /// otherwise.
+    pub fn absorb(&mut self, next: &Line) -> bool {
+        match (&mut self.0, &next.0) {
+            (Text::InBlock(block, range), Text::InBlock(other, following))
+                if Arc::ptr_eq(block, other) && following.start == range.end + 1 =>
+            {
+                range.end = following.end;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The line's own string, to be reused as a buffer; `None` for a line in a block.
@@ -65,6 +81,11 @@ mod tests {
         let shared = Line::in_block(Arc::clone(&block), 6..13);
         assert_eq!(&*own, &*shared);
         assert_eq!(format!("{shared:?}"), "\"sécond\"");
+        let mut first = Line::in_block(Arc::clone(&block), 0..5);
+        assert!(!first.absorb(&own));
+        assert!(first.absorb(&shared));
+        assert_eq!(&*first, "first\nsécond");
+        assert!(!Line::in_block(Arc::clone(&block), 6..13).absorb(&shared));
         assert_eq!(shared.into_own(), None);
         assert_eq!(own.into_own().as_deref(), Some("sécond"));
     }

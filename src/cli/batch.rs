@@ -7,6 +7,7 @@ use super::stdin_lines::StdinLines;
 use crate::append::Request;
 use crate::batch::{Batcher, Outcome, StreamNumbers};
 use crate::exit_code::ExitCode;
+use crate::line::Line;
 use crate::{Error, Folder, Result, request_line};
 
 /// The most requests committed in one group.
@@ -106,14 +107,27 @@ impl Rounds {
         *groups_left -= 1;
         while self.waiting.front().is_some_and(|(_, left)| *left == 0) {
             let (results, _) = self.waiting.pop_front().expect("checked above");
+            // Lines planned one after another go out in one write.
+            let mut run: Option<Line> = None;
             for (n, outcome) in (self.first_line + 1..).zip(results) {
-                print(
-                    out,
-                    n,
-                    outcome.expect("every request has an outcome"),
-                    first_refusal,
-                )?;
+                match outcome.expect("every request has an outcome") {
+                    Ok(line) => {
+                        let absorbed = run.as_mut().is_some_and(|lines| lines.absorb(&line));
+                        if !absorbed && let Some(lines) = run.replace(line) {
+                            out.line(&lines)?;
+                        }
+                    }
+                    Err(refused) => {
+                        if let Some(lines) = run.take() {
+                            out.line(&lines)?;
+                        }
+                        print_refusal(out, n, refused, first_refusal)?;
+                    }
+                }
                 self.first_line = n;
+            }
+            if let Some(lines) = run {
+                out.line(&lines)?;
             }
             self.first_round += 1;
             out.flush()?;
@@ -168,19 +182,16 @@ fn split_into_groups(requests: &[Result<Request>], streams_per_group: usize) -> 
     groups
 }
 
-fn print(
+fn print_refusal(
     out: &mut Output,
     line_no: u64,
-    outcome: Outcome,
+    (code, message): (ExitCode, String),
     first_refusal: &mut Option<ExitCode>,
 ) -> Result<()> {
-    match outcome {
-        Ok(line) => out.line(&line),
-        Err((code, message)) => {
-            first_refusal.get_or_insert(code);
-            out.json(&serde_json::json!({"error": {"code": code.code(), "message": message}, "line": line_no}))
-        }
-    }
+    first_refusal.get_or_insert(code);
+    out.json(
+        &serde_json::json!({"error": {"code": code.code(), "message": message}, "line": line_no}),
+    )
 }
 
 #[cfg(test)]

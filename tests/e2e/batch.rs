@@ -362,6 +362,38 @@ fn a_batch_to_one_document_larger_than_a_group_is_stored_in_order_exactly_as_ans
     assert_eq!(f.json(&["verify", "--json"])["events"], 25_000);
 }
 
+/// Results of one stream's requests that follow one another are printed together: a refusal
+/// among them still comes out at its own line, between the events before and after it.
+#[test]
+fn refusals_among_one_documents_results_come_out_at_their_own_lines() {
+    let f = TestFolder::new();
+    let mut input = format!("{}\n", json!({"doc": "busy:1", "data": {"n": 0}}));
+    for i in 1..3000 {
+        let request = match i % 500 {
+            0 => json!({"doc": "busy:1", "set": {"n": -1}, "expect": 0}),
+            _ => json!({"doc": "busy:1", "set": {"n": i}}),
+        };
+        input.push_str(&format!("{request}\n"));
+    }
+    let (code, results) = batch(&f, &input);
+    assert_eq!(code, 3);
+    assert_eq!(results.len(), 3000);
+    let mut seq = 0;
+    for (i, result) in results.iter().enumerate() {
+        if i > 0 && i % 500 == 0 {
+            assert_eq!(result["error"]["code"], 3, "line {}: {result}", i + 1);
+            assert_eq!(result["line"], i + 1);
+        } else {
+            assert_eq!(result["seq"], seq, "line {}: {result}", i + 1);
+            seq += 1;
+        }
+    }
+    let answered: Vec<&Value> = results.iter().filter(|r| r["doc"] == "busy:1").collect();
+    let stored = f.ndjson(&["log", "busy:1"]);
+    assert_eq!(stored.len(), answered.len());
+    assert!(stored.iter().zip(&answered).all(|(s, a)| s == *a));
+}
+
 #[test]
 fn rounds_that_share_or_swap_their_documents_under_a_low_open_file_limit_all_land() {
     // 74 open files leave a batch 10 for streams: a round over 8 documents is one group, which
