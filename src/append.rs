@@ -534,8 +534,9 @@ pub(crate) fn plan(
     let written = out.len();
     let mut last_line = written;
     let limit = folder.max_event_bytes();
-    // Only when an event is written: a migration that finds the document current writes none.
-    let mut next_last = None;
+    // The last event written (none when a migration finds the document current): its seq,
+    // hash and type.
+    let mut written_last = None;
     for (seq, (kind, data)) in (first_seq..).zip(&events) {
         // The client's meta describes its own event, not the migration eventdir adds.
         let meta = if *kind == EventType::Migrate {
@@ -576,16 +577,16 @@ pub(crate) fn plan(
         }
         last_line = start;
         prev = hash;
-        next_last = Some(Last {
+        written_last = Some((seq, hash, *kind));
+    }
+    if let Some((seq, hash, kind)) = written_last {
+        head.last = Some(Last {
             seq,
             hash,
-            timestamp: timestamp.clone(),
-            deleted: *kind == EventType::Delete,
+            timestamp,
+            deleted: kind == EventType::Delete,
             stamp,
         });
-    }
-    if next_last.is_some() {
-        head.last = next_last;
     }
     if patched_in_place.map(crate::patch::Applied::keep).is_none() {
         head.state = new_state;
