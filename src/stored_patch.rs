@@ -136,11 +136,7 @@ impl<'a> Scan<'a> {
         };
         self.literal("}")?;
         // The canonical text gives `value` and `from` only to the operations that take them.
-        let (takes_value, takes_from) = match op {
-            "add" | "replace" | "test" => (true, false),
-            "move" | "copy" => (false, true),
-            _ => (false, false),
-        };
+        let (takes_value, takes_from) = members_taken(op).unwrap_or((false, false));
         self.verbatim &= value.is_some() == takes_value && from.is_some() == takes_from;
         Some(Scanned {
             op,
@@ -206,6 +202,17 @@ impl<'a> Scan<'a> {
     }
 }
 
+/// Whether the operation named `op` takes a `value` and a `from`; `None` for a name RFC 6902
+/// does not have.
+fn members_taken(op: &str) -> Option<(bool, bool)> {
+    match op {
+        "add" | "replace" | "test" => Some((true, false)),
+        "move" | "copy" => Some((false, true)),
+        "remove" => Some((false, false)),
+        _ => None,
+    }
+}
+
 /// An operation as the scanner read it, its strings still in the text.
 struct Scanned<'a> {
     op: &'a str,
@@ -257,11 +264,8 @@ impl<'a> Scanned<'a> {
     /// those conditions make [`crate::patch::operation`] refuse one.
     fn is_plain(&self) -> bool {
         let plain_pointer = |p: &str| (p.is_empty() || p.starts_with('/')) && !p.contains('~');
-        let (takes_value, takes_from) = match self.op {
-            "add" | "replace" | "test" => (true, false),
-            "move" | "copy" => (false, true),
-            "remove" => (false, false),
-            _ => return false,
+        let Some((takes_value, takes_from)) = members_taken(self.op) else {
+            return false;
         };
         plain_pointer(self.path)
             && (!takes_value || self.value.is_some())
