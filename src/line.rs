@@ -37,14 +37,6 @@ impl Line {
             _ => false,
         }
     }
-
-    /// The line's own string, to be reused as a buffer; `None` for a line in a block.
-    pub fn into_own(self) -> Option<String> {
-        match self.0 {
-            Text::Own(text) => Some(text),
-            Text::InBlock(..) => None,
-        }
-    }
 }
 
 impl From<String> for Line {
@@ -86,7 +78,5 @@ mod tests {
         assert!(first.absorb(&shared));
         assert_eq!(&*first, "first\nsécond");
         assert!(!Line::in_block(Arc::clone(&block), 6..13).absorb(&shared));
-        assert_eq!(shared.into_own(), None);
-        assert_eq!(own.into_own().as_deref(), Some("sécond"));
     }
 }

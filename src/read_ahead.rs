@@ -39,8 +39,9 @@ enum Source {
     Here(Box<StreamReader>),
     Ahead {
         receiver: Receiver<Message>,
-        /// Batches done with, sent back so that the reading thread frees (and reuses) what it
-        /// allocated: freeing on the other thread costs more than the rest of a fold step.
+        /// Batches done with, sent back so that the reading thread frees what it allocated
+        /// (freeing on the other thread costs more than the rest of a fold step), and its
+        /// blocks of lines become free for it to reuse.
         spent: SyncSender<Vec<StoredEvent>>,
         ended: Option<Box<StreamReader>>,
     },
@@ -129,7 +130,7 @@ impl FoldReader {
 }
 
 /// The reading thread: batches of events until the end, an error, or a reader that stopped
-/// listening. The lines of spent batches become the buffers of the next.
+/// listening. Spent batches are dropped here, which frees their lines' blocks for reuse.
 fn read(
     mut reader: StreamReader,
     sender: &SyncSender<Message>,
@@ -137,7 +138,7 @@ fn read(
 ) {
     loop {
         while let Ok(spent) = returned.try_recv() {
-            reader.reuse(spent.into_iter().map(|event| event.line));
+            drop(spent);
         }
         let mut events = Vec::with_capacity(BATCH);
         // Whether the reader reached the end, once the batch is full or it stops.

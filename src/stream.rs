@@ -9,7 +9,6 @@ use crate::block_lines::{BlockLines, Next};
 use crate::event::{
     DataCheck, Hash, StoredEvent, ZERO_HASH, decode_hex, parse_line, parse_line_with,
 };
-use crate::line::Line;
 use crate::{DocId, Error, Folder, Result, io as fsio};
 
 /// Reads a stream's complete lines in order, checking each event's hash chain, seq continuity
@@ -34,8 +33,6 @@ pub struct StreamReader {
     /// [`StreamReader::reading_in_blocks`]).
     blocks: Option<Box<BlockLines>>,
     buf: Vec<u8>,
-    /// Buffers of lines already done with, for the next lines to be read into.
-    spare: Vec<Vec<u8>>,
 }
 
 /// Where a reader starts: the beginning of the stream, or just after a known event.
@@ -125,7 +122,6 @@ impl StreamReader {
             vector_search: false,
             blocks: None,
             buf: Vec::new(),
-            spare: Vec::new(),
         }
     }
 
@@ -268,13 +264,9 @@ impl StreamReader {
             });
         }
         self.buf.pop();
-        // The event takes the buffer (no copy); the next line gets a spare one, or a new one
-        // of the same size.
-        let next = match self.spare.pop() {
-            Some(spare) => spare,
-            None => Vec::with_capacity(self.buf.capacity()),
-        };
-        let bytes = std::mem::replace(&mut self.buf, next);
+        // The event takes the buffer (no copy); the next line gets a new one of the same size.
+        let capacity = self.buf.capacity();
+        let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(capacity));
         Ok(match String::from_utf8(bytes) {
             Ok(text) => Next::Line(text.into(), read),
             Err(e) => Next::NotUtf8(e.utf8_error()),
@@ -319,18 +311,6 @@ impl StreamReader {
             }
         }
         Ok(read)
-    }
-
-    /// Takes back the lines of events the caller is done with, as buffers for the lines still
-    /// to be read.
-    pub fn reuse(&mut self, lines: impl Iterator<Item = Line>) {
-        const SPARE: usize = 1024;
-        let own = lines.filter_map(Line::into_own);
-        for line in own.take(SPARE.saturating_sub(self.spare.len())) {
-            let mut buffer = line.into_bytes();
-            buffer.clear();
-            self.spare.push(buffer);
-        }
     }
 
     fn corrupt(&self, seq: Option<u64>, reason: String) -> Error {
