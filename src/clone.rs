@@ -21,7 +21,7 @@ use crate::event::Hash;
 use crate::stream::{
     EndWindow, HASH_TAIL, Position, StreamReader, hash_from_line_end, tail_from_end,
 };
-use crate::verify::{Head, digest};
+use crate::verify::{FolderDigest, Head};
 use crate::{DocId, Error, Folder, Result, io as fsio};
 
 /// What a clone did.
@@ -143,9 +143,15 @@ pub fn clone(src: &Folder, dst_dir: &Path, progress: &mut dyn FnMut(&Progress)) 
         .position(|p| p.doc.schema_of().is_some())
         .unwrap_or(plans.len());
     let (dst_docs, _) = dst.scan()?;
-    let planned: std::collections::HashSet<&DocId> = plans.iter().map(|p| &p.doc).collect();
+    // Both runs of plans are sorted by document.
+    let planned = |doc: &DocId| {
+        let (documents, schemas) = plans.split_at(first_schema);
+        [documents, schemas]
+            .iter()
+            .any(|run| run.binary_search_by(|p| p.doc.cmp(doc)).is_ok())
+    };
     if let Some(extra) = dst_docs.iter().find(|d| {
-        !planned.contains(d)
+        !planned(d)
             && fsio::open_read(&src.stream_path(d))
                 .ok()
                 .flatten()
@@ -166,7 +172,6 @@ pub fn clone(src: &Folder, dst_dir: &Path, progress: &mut dyn FnMut(&Progress)) 
         copied_bytes: 0,
         seconds: 0.0,
     };
-    let mut heads = Vec::with_capacity(plans.len());
     let streams_total = plans.len() as u64;
     let mut done = 0;
     let (documents, schemas) = plans.split_at_mut(first_schema);
@@ -190,7 +195,6 @@ pub fn clone(src: &Folder, dst_dir: &Path, progress: &mut dyn FnMut(&Progress)) 
                 summary.copied_events += copied;
                 summary.copied_bytes += plan.to - plan.start.offset;
             }
-            heads.push((plan.doc.clone(), plan.head));
             done += 1;
             progress(&Progress {
                 streams_done: done,
@@ -202,9 +206,25 @@ pub fn clone(src: &Folder, dst_dir: &Path, progress: &mut dyn FnMut(&Progress)) 
     // One syncfs makes every copied byte and every new name durable, far cheaper than an
     // fsync per file and per directory.
     durable.finish()?;
-    summary.digest = crate::event::encode_hex(digest(heads.iter().map(|(d, h)| (d, *h))));
+    summary.digest = crate::event::encode_hex(merged_digest(&plans, first_schema));
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// The folder digest of the plans, whose two runs (documents, then schemas from
+/// `first_schema` on) are each sorted by document: merged as they are, nothing is collected.
+fn merged_digest(plans: &[Plan], first_schema: usize) -> Hash {
+    let (documents, schemas) = plans.split_at(first_schema);
+    let (mut documents, mut schemas) = (documents.iter().peekable(), schemas.iter().peekable());
+    let mut digest = FolderDigest::default();
+    while let Some(plan) = match (documents.peek(), schemas.peek()) {
+        (Some(d), Some(s)) if s.doc < d.doc => schemas.next(),
+        (Some(_), _) => documents.next(),
+        (None, _) => schemas.next(),
+    } {
+        digest.add(&plan.doc, plan.head);
+    }
+    digest.finish()
 }
 
 /// Opens an earlier clone of `src`, or creates a new one with `src`'s manifest; whether it

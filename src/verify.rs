@@ -34,7 +34,6 @@ pub struct Failure {
 #[derive(Clone, Debug)]
 pub struct StreamCheck {
     pub doc: DocId,
-    pub path: PathBuf,
     /// Complete events that verified.
     pub events: u64,
     /// The last event that verified.
@@ -57,7 +56,6 @@ pub fn check_stream(folder: &Folder, doc: &DocId, checkpoint_seq: Option<u64>) -
     let path = folder.stream_path(doc);
     let mut check = StreamCheck {
         doc: doc.clone(),
-        path: path.clone(),
         events: 0,
         head: None,
         torn_tail: None,
@@ -167,20 +165,32 @@ fn torn_tail_under_lock(file: &File, path: &Path, complete_len: u64) -> Option<u
 }
 
 /// The folder digest: SHA-256 over one line per stream with at least one event, in the byte
-/// order of document ids: `DOC \t SEQ \t HASH \n` (FORMAT.md).
-pub fn digest<'a>(heads: impl IntoIterator<Item = (&'a DocId, Head)>) -> Hash {
-    let mut heads: Vec<_> = heads.into_iter().collect();
-    heads.sort_by(|a, b| a.0.as_str().as_bytes().cmp(b.0.as_str().as_bytes()));
-    let mut h = Sha256::new();
-    for (doc, head) in heads {
-        h.update(format!(
-            "{}\t{}\t{}\n",
-            doc,
-            head.seq,
-            crate::event::encode_hex(head.hash)
-        ));
+/// order of document ids: `DOC \t SEQ \t HASH \n` (FORMAT.md). Heads are added in that order
+/// (as [`Folder::scan`] lists documents), so that nothing needs to be kept per stream.
+#[derive(Default)]
+pub struct FolderDigest {
+    hasher: Sha256,
+}
+
+impl FolderDigest {
+    /// Adds one stream's head; `doc` must come after every document added before.
+    pub fn add(&mut self, doc: &DocId, head: Head) {
+        let mut seq = itoa::Buffer::new();
+        for part in [
+            doc.as_str().as_bytes(),
+            b"\t",
+            seq.format(head.seq).as_bytes(),
+            b"\t",
+            crate::event::encode_hex(head.hash).as_bytes(),
+            b"\n",
+        ] {
+            self.hasher.update(part);
+        }
     }
-    h.finalize().into()
+
+    pub fn finish(self) -> Hash {
+        self.hasher.finalize().into()
+    }
 }
 
 /// A checkpoint file: every stream's head at one moment, to compare a folder against later.
@@ -203,19 +213,17 @@ pub struct CheckpointHead {
 
 impl Checkpoint {
     /// A checkpoint of the given heads.
-    pub fn new(folder: &Folder, checks: &[StreamCheck], digest: &Hash) -> Checkpoint {
-        let heads = checks
+    pub fn new(folder: &Folder, heads: &[(DocId, Head)], digest: &Hash) -> Checkpoint {
+        let heads = heads
             .iter()
-            .filter_map(|c| {
-                c.head.map(|h| {
-                    (
-                        c.doc.to_string(),
-                        CheckpointHead {
-                            seq: h.seq,
-                            hash: crate::event::encode_hex(h.hash),
-                        },
-                    )
-                })
+            .map(|(doc, head)| {
+                (
+                    doc.to_string(),
+                    CheckpointHead {
+                        seq: head.seq,
+                        hash: crate::event::encode_hex(head.hash),
+                    },
+                )
             })
             .collect();
         Checkpoint {
@@ -255,15 +263,43 @@ impl Checkpoint {
     }
 }
 
-/// The outcome of verifying a folder (or some of its documents).
+/// The outcome of verifying a folder (or some of its documents). It holds what the report
+/// names (failures, torn tails, lagging documents, mismatches) and totals, not a record per
+/// stream: a folder may hold millions of streams.
 pub struct Report {
-    pub streams: Vec<StreamCheck>,
+    /// Streams with at least one event or a failure.
+    pub streams: u64,
+    /// Complete events that verified, over all streams.
+    pub events: u64,
+    /// The streams that failed, in document order.
+    pub failed: Vec<Failed>,
+    /// The streams with a torn tail, in document order.
+    pub torn_tails: Vec<TornTail>,
     pub foreign: Vec<PathBuf>,
     pub digest: Hash,
-    /// Checkpoint heads that are no longer in place: `(doc, why)`.
+    /// Checkpoint heads that are no longer in place: `(doc, why)`, in document order.
     pub checkpoint_mismatches: Vec<(String, String)>,
     /// Live documents written under an older schema version than their type's current one.
     pub lagging: Vec<Lagging>,
+    /// Every stream's head, in document order, when asked for (to save a checkpoint).
+    pub heads: Option<Vec<(DocId, Head)>>,
+}
+
+/// A stream that failed.
+#[derive(Clone, Debug)]
+pub struct Failed {
+    pub doc: DocId,
+    pub path: PathBuf,
+    pub failure: Failure,
+}
+
+/// A stream with bytes after its last complete line.
+#[derive(Clone, Debug)]
+pub struct TornTail {
+    pub doc: DocId,
+    /// The last event that verified before them.
+    pub after_seq: Option<u64>,
+    pub bytes: u64,
 }
 
 /// A document that lags its type's current schema (a warning, not a failure).
@@ -279,16 +315,34 @@ pub struct Lagging {
 impl Report {
     /// Whether every stream verified and every checkpoint head is in place.
     pub fn passed(&self) -> bool {
-        self.streams.iter().all(|s| s.failure.is_none()) && self.checkpoint_mismatches.is_empty()
+        self.failed.is_empty() && self.checkpoint_mismatches.is_empty()
     }
 }
 
+/// What verifying one stream leaves until the report is assembled in document order: its
+/// head, for the digest, and what the report has to say about it, boxed because most streams
+/// have nothing to say.
+struct Verified {
+    events: u64,
+    head: Option<Head>,
+    notes: Option<Box<Notes>>,
+}
+
+#[derive(Default)]
+struct Notes {
+    failure: Option<Failure>,
+    torn_tail: Option<u64>,
+    lagging: Option<Lagging>,
+    mismatch: Option<String>,
+}
+
 /// Verifies `docs` (every document when `None`) and, when given, that `checkpoint`'s heads are
-/// all still in place.
+/// all still in place. With `keep_heads`, the report lists every stream's head.
 pub fn verify(
     folder: &Folder,
     docs: Option<Vec<DocId>>,
     checkpoint: Option<&Checkpoint>,
+    keep_heads: bool,
 ) -> Result<Report> {
     let partial = docs.is_some();
     let (docs, foreign) = match docs {
@@ -303,80 +357,181 @@ pub fn verify(
             (docs, foreign.into_iter().map(|f| f.path).collect())
         }
     };
-    let mut streams: Vec<StreamCheck> = docs
+    let checkpoint = checkpoint.map(|c| Expected::new(c, &docs, partial));
+    // Every stamp is checked against its type's schema head, so those come first.
+    let schemas = SchemaHeads::new(folder, &docs, checkpoint.as_ref())?;
+    let verified: Vec<Verified> = docs
         .par_iter()
-        .map(|doc| check_stream(folder, doc, checkpoint.and_then(|c| c.seq_of(doc))))
+        .map(|doc| verify_one(folder, doc, &schemas, checkpoint.as_ref()))
         .collect();
-    let lagging = check_stamps(folder, &mut streams)?;
-    let digest = digest(streams.iter().filter_map(|s| s.head.map(|h| (&s.doc, h))));
-    let checkpoint_mismatches = checkpoint
-        .map(|c| compare(c, &streams, partial))
-        .unwrap_or_default();
-    Ok(Report {
-        streams,
+    let mut report = Report {
+        streams: 0,
+        events: 0,
+        failed: Vec::new(),
+        torn_tails: Vec::new(),
         foreign,
-        digest,
-        checkpoint_mismatches,
-        lagging,
-    })
-}
-
-/// Fails every stream with a stamp that does not resolve to an event of its type's schema
-/// stream, and lists the live documents whose last stamp is older than the current schema.
-fn check_stamps(folder: &Folder, streams: &mut [StreamCheck]) -> Result<Vec<Lagging>> {
-    let mut heads: BTreeMap<String, Option<u64>> = streams
-        .iter()
-        .filter_map(|s| {
-            s.doc
-                .schema_of()
-                .map(|kind| (kind.to_string(), s.head.map(|h| h.seq)))
-        })
-        .collect();
-    let mut lagging = Vec::new();
-    for stream in streams.iter_mut() {
-        let Some(schema_doc) = stream.doc.schema_doc() else {
-            continue;
-        };
-        let kind = stream.doc.kind().to_string();
-        let current = match heads.get(&kind) {
-            Some(head) => *head,
-            None => {
-                let head = schema_head(folder, &schema_doc)?;
-                heads.insert(kind, head);
-                head
-            }
-        };
-        if let Some(stamp) = stream.max_stamp
-            && stream.failure.is_none()
-            && current.is_none_or(|c| stamp > c)
-        {
-            let reason = match current {
-                Some(c) => {
-                    format!("schema stamp {stamp} does not resolve: {schema_doc} ends at seq {c}")
-                }
-                None => {
-                    format!("schema stamp {stamp} does not resolve: {schema_doc} has no events")
-                }
-            };
-            stream.failure = Some(Failure {
-                seq: None,
-                line: None,
-                reason,
+        digest: [0; 32],
+        checkpoint_mismatches: checkpoint.map(|c| c.mismatches).unwrap_or_default(),
+        lagging: Vec::new(),
+        heads: keep_heads.then(Vec::new),
+    };
+    let mut digest = FolderDigest::default();
+    for (doc, verified) in docs.into_iter().zip(verified) {
+        report.events += verified.events;
+        if let Some(head) = verified.head {
+            digest.add(&doc, head);
+        }
+        let notes = verified.notes.map(|n| *n).unwrap_or_default();
+        if verified.head.is_some() || notes.failure.is_some() {
+            report.streams += 1;
+        }
+        if let Some(bytes) = notes.torn_tail {
+            report.torn_tails.push(TornTail {
+                doc: doc.clone(),
+                after_seq: verified.head.map(|h| h.seq),
+                bytes,
             });
         }
-        if let Some(current) = current
-            && stream.head.is_some()
-            && !stream.deleted
-            && stream.last_stamp != Some(current)
-        {
-            lagging.push(Lagging {
-                doc: stream.doc.clone(),
-                stamp: stream.last_stamp,
-                current,
+        if let Some(lagging) = notes.lagging {
+            report.lagging.push(lagging);
+        }
+        if let Some(why) = notes.mismatch {
+            report.checkpoint_mismatches.push((doc.to_string(), why));
+        }
+        if let (Some(heads), Some(head)) = (&mut report.heads, verified.head) {
+            heads.push((doc.clone(), head));
+        }
+        if let Some(failure) = notes.failure {
+            report.failed.push(Failed {
+                path: folder.stream_path(&doc),
+                doc,
+                failure,
             });
         }
     }
-    Ok(lagging)
+    report.checkpoint_mismatches.sort();
+    report.digest = digest.finish();
+    Ok(report)
+}
+
+/// Verifies one stream and checks its stamps and its checkpoint head.
+fn verify_one(
+    folder: &Folder,
+    doc: &DocId,
+    schemas: &SchemaHeads,
+    checkpoint: Option<&Expected>,
+) -> Verified {
+    let expected = checkpoint.and_then(|c| c.heads.get(doc.as_str()));
+    let mut check = match schemas.verified.get(doc) {
+        Some(check) => check.clone(),
+        None => check_stream(folder, doc, expected.map(|e| e.0)),
+    };
+    let lagging = check_stamp(&mut check, schemas);
+    let mismatch = expected.and_then(|&(seq, hash)| compare(&check, seq, hash));
+    let notes = (check.failure.is_some()
+        || check.torn_tail.is_some()
+        || lagging.is_some()
+        || mismatch.is_some())
+    .then(|| {
+        Box::new(Notes {
+            failure: check.failure,
+            torn_tail: check.torn_tail,
+            lagging,
+            mismatch,
+        })
+    });
+    Verified {
+        events: check.events,
+        head: check.head,
+        notes,
+    }
+}
+
+/// The head of every type's schema stream, for the documents of that type being verified:
+/// verified here when the schema stream is among them (and kept, so it is not verified
+/// twice), else read from its end.
+struct SchemaHeads {
+    /// By type.
+    heads: BTreeMap<String, Option<u64>>,
+    /// The schema streams among the documents, verified.
+    verified: BTreeMap<DocId, StreamCheck>,
+}
+
+impl SchemaHeads {
+    fn new(folder: &Folder, docs: &[DocId], checkpoint: Option<&Expected>) -> Result<SchemaHeads> {
+        let mut kinds: Vec<&str> = Vec::new();
+        for doc in docs {
+            // Sorted ids keep a type's documents together.
+            if kinds.last() != Some(&doc.kind()) {
+                kinds.push(doc.kind());
+            }
+        }
+        let mut schemas = SchemaHeads {
+            heads: BTreeMap::new(),
+            verified: BTreeMap::new(),
+        };
+        let verified: Vec<StreamCheck> = docs
+            .par_iter()
+            .filter(|d| d.schema_of().is_some())
+            .map(|doc| {
+                let seq = checkpoint.and_then(|c| c.heads.get(doc.as_str()).map(|e| e.0));
+                check_stream(folder, doc, seq)
+            })
+            .collect();
+        for check in verified {
+            let kind = check.doc.schema_of().expect("a schema document");
+            schemas
+                .heads
+                .insert(kind.to_string(), check.head.map(|h| h.seq));
+            schemas.verified.insert(check.doc.clone(), check);
+        }
+        for kind in kinds {
+            if kind == crate::doc_id::SYS_TYPE || schemas.heads.contains_key(kind) {
+                continue;
+            }
+            let Ok(schema_doc) = DocId::parse(&format!("{}{kind}", crate::doc_id::SCHEMA_PREFIX))
+            else {
+                continue;
+            };
+            schemas
+                .heads
+                .insert(kind.to_string(), schema_head(folder, &schema_doc)?);
+        }
+        Ok(schemas)
+    }
+}
+
+/// Fails a stream with a stamp that does not resolve to an event of its type's schema stream;
+/// whether a live document's last stamp is older than the current schema.
+fn check_stamp(stream: &mut StreamCheck, schemas: &SchemaHeads) -> Option<Lagging> {
+    let schema_doc = stream.doc.schema_doc()?;
+    let current = *schemas.heads.get(stream.doc.kind())?;
+    if let Some(stamp) = stream.max_stamp
+        && stream.failure.is_none()
+        && current.is_none_or(|c| stamp > c)
+    {
+        let reason = match current {
+            Some(c) => {
+                format!("schema stamp {stamp} does not resolve: {schema_doc} ends at seq {c}")
+            }
+            None => {
+                format!("schema stamp {stamp} does not resolve: {schema_doc} has no events")
+            }
+        };
+        stream.failure = Some(Failure {
+            seq: None,
+            line: None,
+            reason,
+        });
+    }
+    let current = current?;
+    (stream.head.is_some() && !stream.deleted && stream.last_stamp != Some(current)).then(|| {
+        Lagging {
+            doc: stream.doc.clone(),
+            stamp: stream.last_stamp,
+            current,
+        }
+    })
 }
 
 /// The last seq of a schema stream, read from its end.
@@ -389,42 +544,52 @@ fn schema_head(folder: &Folder, schema_doc: &DocId) -> Result<Option<u64>> {
     Ok(tail.last.map(|e| e.seq))
 }
 
-/// The checkpoint's heads that are not in place. With `partial`, only the verified streams'.
-fn compare(
-    checkpoint: &Checkpoint,
-    streams: &[StreamCheck],
-    partial: bool,
-) -> Vec<(String, String)> {
-    let by_doc: BTreeMap<&str, &StreamCheck> =
-        streams.iter().map(|s| (s.doc.as_str(), s)).collect();
-    let mut out = Vec::new();
-    for (doc, head) in &checkpoint.heads {
-        let Some(expected) = decode_hex::<32>(&head.hash) else {
-            out.push((
-                doc.clone(),
-                format!("the checkpoint's hash {:?} is malformed", head.hash),
-            ));
-            continue;
+/// A checkpoint's heads, decoded, and the mismatches found before any stream is read: a
+/// malformed hash, and (unless only some documents are verified) a stream that is gone.
+struct Expected {
+    heads: BTreeMap<String, (u64, Hash)>,
+    mismatches: Vec<(String, String)>,
+}
+
+impl Expected {
+    fn new(checkpoint: &Checkpoint, docs: &[DocId], partial: bool) -> Expected {
+        let mut expected = Expected {
+            heads: BTreeMap::new(),
+            mismatches: Vec::new(),
         };
-        let why = match by_doc.get(doc.as_str()) {
-            None if partial => None,
-            None => Some("the stream is gone".to_string()),
-            Some(s) => match (s.hash_at_checkpoint, s.head) {
-                (Some(found), _) if found == expected => None,
-                (Some(_), _) => Some(format!(
-                    "the event at seq {} has a different hash (rewritten)",
-                    head.seq
+        for (doc, head) in &checkpoint.heads {
+            let present = docs
+                .binary_search_by(|d| d.as_str().cmp(doc.as_str()))
+                .is_ok();
+            match decode_hex::<32>(&head.hash) {
+                None => expected.mismatches.push((
+                    doc.clone(),
+                    format!("the checkpoint's hash {:?} is malformed", head.hash),
                 )),
-                (None, Some(h)) if h.seq < head.seq => Some(format!(
-                    "the stream ends at seq {} but the checkpoint holds seq {} (truncated or rolled back)",
-                    h.seq, head.seq
-                )),
-                (None, _) => Some(format!("seq {} could not be verified", head.seq)),
-            },
-        };
-        if let Some(why) = why {
-            out.push((doc.clone(), why));
+                Some(_) if !present && !partial => expected
+                    .mismatches
+                    .push((doc.clone(), "the stream is gone".to_string())),
+                Some(_) if !present => {}
+                Some(hash) => {
+                    expected.heads.insert(doc.clone(), (head.seq, hash));
+                }
+            }
         }
+        expected
     }
-    out
+}
+
+/// Why the checkpoint's head at `seq`, `hash` is not in place in `stream`, if it is not.
+fn compare(stream: &StreamCheck, seq: u64, hash: Hash) -> Option<String> {
+    match (stream.hash_at_checkpoint, stream.head) {
+        (Some(found), _) if found == hash => None,
+        (Some(_), _) => Some(format!(
+            "the event at seq {seq} has a different hash (rewritten)"
+        )),
+        (None, Some(h)) if h.seq < seq => Some(format!(
+            "the stream ends at seq {} but the checkpoint holds seq {seq} (truncated or rolled back)",
+            h.seq
+        )),
+        (None, _) => Some(format!("seq {seq} could not be verified")),
+    }
 }

@@ -52,7 +52,7 @@ pub struct Args {
 struct JsonReport {
     ok: bool,
     digest: String,
-    streams: usize,
+    streams: u64,
     events: u64,
     failed: Vec<JsonFailure>,
     torn_tails: Vec<JsonTorn>,
@@ -109,7 +109,12 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
         .map(Checkpoint::load)
         .transpose()?;
     let named = (!named.is_empty()).then_some(named);
-    let report = verify(&folder, named, checkpoint.as_ref())?;
+    let report = verify(
+        &folder,
+        named,
+        checkpoint.as_ref(),
+        args.save_checkpoint.is_some(),
+    )?;
     let digest = crate::event::encode_hex(report.digest);
     let digest_mismatch = expect_digest
         .filter(|hex| *hex != digest)
@@ -130,7 +135,8 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
         });
     }
     if let Some(path) = &args.save_checkpoint {
-        Checkpoint::new(&folder, &report.streams, &report.digest).save(path)?;
+        let heads = report.heads.as_deref().unwrap_or_default();
+        Checkpoint::new(&folder, heads, &report.digest).save(path)?;
     }
     Ok(ExitCode::Success)
 }
@@ -149,27 +155,23 @@ fn to_json(
     digest_mismatch: Option<String>,
 ) -> JsonReport {
     let failed = report
-        .streams
+        .failed
         .iter()
-        .filter_map(|s| {
-            s.failure.as_ref().map(|f| JsonFailure {
-                doc: s.doc.to_string(),
-                seq: f.seq,
-                file: relative(folder, &s.path),
-                line: f.line,
-                reason: f.reason.clone(),
-            })
+        .map(|s| JsonFailure {
+            doc: s.doc.to_string(),
+            seq: s.failure.seq,
+            file: relative(folder, &s.path),
+            line: s.failure.line,
+            reason: s.failure.reason.clone(),
         })
         .collect();
     let torn_tails = report
-        .streams
+        .torn_tails
         .iter()
-        .filter_map(|s| {
-            s.torn_tail.map(|bytes| JsonTorn {
-                doc: s.doc.to_string(),
-                after_seq: s.head.map(|h| h.seq),
-                bytes,
-            })
+        .map(|t| JsonTorn {
+            doc: t.doc.to_string(),
+            after_seq: t.after_seq,
+            bytes: t.bytes,
         })
         .collect();
     let checkpoint_mismatches = report
@@ -183,12 +185,8 @@ fn to_json(
     JsonReport {
         ok: report.passed() && digest_mismatch.is_none(),
         digest: digest.to_string(),
-        streams: report
-            .streams
-            .iter()
-            .filter(|s| s.head.is_some() || s.failure.is_some())
-            .count(),
-        events: report.streams.iter().map(|s| s.events).sum(),
+        streams: report.streams,
+        events: report.events,
         failed,
         torn_tails,
         foreign: report.foreign.iter().map(|p| relative(folder, p)).collect(),

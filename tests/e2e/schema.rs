@@ -520,3 +520,51 @@ fn concurrent_schema_changes_and_appends_produce_exact_stamps_and_valid_states()
         );
     }
 }
+
+#[test]
+fn a_schema_stream_cut_back_fails_its_checkpoint_head_and_the_stamps_beyond_it() {
+    let folder = TestFolder::new();
+    set_schema(&folder, "order", json!({"json_schema": {"type": "object"}}));
+    set_schema(
+        &folder,
+        "order",
+        json!({"json_schema": {"type": "object", "title": "v1"}}),
+    );
+    folder.ok(&["append", "order:1", "--data", "{}"]);
+    let cp = folder.path().with_extension("checkpoint");
+    let cp = cp.to_str().unwrap();
+    folder.ok(&["verify", "--save-checkpoint", cp]);
+    folder.ok(&["verify", "--checkpoint", cp]);
+    let schema_file = folder.stream_file("sys:schema:order");
+    let bytes = std::fs::read(&schema_file).unwrap();
+    let first_line = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    std::fs::write(&schema_file, &bytes[..first_line]).unwrap();
+
+    let out = folder
+        .cmd()
+        .args(["verify", "--json", "--checkpoint", cp])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["checkpoint_mismatches"][0]["doc"],
+        "sys:schema:order"
+    );
+    assert!(
+        report["checkpoint_mismatches"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("truncated or rolled back"),
+        "{report}"
+    );
+    assert_eq!(report["failed"][0]["doc"], "order:1", "{report}");
+    assert!(
+        report["failed"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ends at seq 0"),
+        "{report}"
+    );
+    std::fs::remove_file(cp).unwrap();
+}

@@ -830,3 +830,22 @@ fn reading_streams_leaves_their_access_time_alone() {
     let accessed = std::fs::metadata(&file).unwrap().accessed().unwrap();
     assert_eq!(accessed, long_ago);
 }
+
+#[test]
+fn naming_documents_holds_only_those_to_the_checkpoint() {
+    let f = three_event_folder();
+    let cp = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let cp = cp.to_str().unwrap().to_string();
+    f.ok(&["verify", "--save-checkpoint", &cp]);
+    std::fs::remove_file(f.stream_file("note:2")).unwrap();
+
+    let (code, report) = verify_json(&f, &["note:1", "--checkpoint", &cp]);
+    assert_eq!(code, 0, "note:2 was not asked about: {report}");
+    assert_eq!(report["checkpoint_mismatches"], json!([]));
+
+    let (code, report) = verify_json(&f, &["note:2", "note:1", "--checkpoint", &cp]);
+    assert_eq!(code, 4, "{report}");
+    assert_eq!(report["checkpoint_mismatches"].as_array().unwrap().len(), 1);
+    assert_eq!(report["checkpoint_mismatches"][0]["doc"], "note:2");
+    assert_eq!(report["failed"][0]["doc"], "note:2");
+}
