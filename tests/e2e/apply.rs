@@ -474,3 +474,37 @@ fn apply_fed_by_tail_follow_applies_events_as_they_arrive() {
     assert_eq!(summary, json!({"applied": 3, "skipped": 0, "refused": []}));
     assert_eq!(digest(&replica), digest(origin.path()));
 }
+
+#[test]
+fn a_replica_of_many_documents_is_byte_identical_and_takes_their_growth() {
+    let origin = TestFolder::new();
+    let batch = |lines: String| {
+        origin
+            .cmd()
+            .args(["append", "--batch"])
+            .write_stdin(lines)
+            .assert()
+            .success();
+    };
+    // More streams in one batch than apply fsyncs one by one.
+    batch(
+        (0..40)
+            .map(|i| format!("{{\"doc\":\"item:{i}\",\"data\":{{\"n\":{i}}}}}\n"))
+            .collect(),
+    );
+    let replica = replica_of(origin.path());
+    assert_eq!(stream_files(replica.path()), stream_files(origin.path()));
+
+    batch(
+        (0..40)
+            .map(|i| format!("{{\"doc\":\"item:{i}\",\"data\":[{{\"op\":\"replace\",\"path\":\"/n\",\"value\":{}}}]}}\n", i + 100))
+            .collect(),
+    );
+    let summary = export_into_apply(origin.path(), &[], replica.path()).ok();
+    assert_eq!(
+        summary,
+        json!({"applied": 40, "skipped": 40, "refused": []})
+    );
+    assert_eq!(stream_files(replica.path()), stream_files(origin.path()));
+    assert_eq!(digest(replica.path()), digest(origin.path()));
+}
