@@ -175,6 +175,10 @@ growth = div(long_kb, short_kb)
 row("5b. `replay` peak RSS, %s vs %s events" % (k(n3), k(n5s)),
     mb(long_kb) + " (%s ev)" % k(n3), mb(short_kb) + " (%s ev, %s)" % (k(n5s), rate(n5s, short)), "—",
     "%s" % fmt_ratio(growth), "memory flat (≤1.2x)", verdict(None if growth is None else growth <= 1.2))
+e, sq, fl = median("s5_log"), median("s5_sqlite"), median("s5_floor")
+row("5c. `log` of 1 document of %s events (its stored lines)" % k(n3),
+    rate(n3, e), "sqlite3 SELECT of its rows: " + rate(n3, sq), "cat of its file: " + rate(n3, fl),
+    "%s sqlite3" % fmt_ratio(div(sq, e)), "— (no target)", "—")
 
 # 6. verify
 b6 = num("s6_bytes")
@@ -240,6 +244,18 @@ for cmd in ("ls", "verify", "export", "clone"):
         "—" if per_doc is None else "%.0f B/doc" % per_doc,
         "RSS/doc a small constant (≤1 KiB)", verdict(None if per_doc is None else per_doc <= 1024))
 
+# 11. export, apply
+n11, b11 = num("s11_events"), num("s11_bytes")
+e, sq, cat = median("s11_export"), median("s11_dump"), median("s6_cat")
+row("11. `export`, %s events in 10k streams" % k(n4),
+    rate(n11, e), "sqlite3 .dump: " + rate(n4, sq), "cat of the stream files: " + rate(n11, cat),
+    "%s sqlite3" % fmt_ratio(div(div(n11, e), div(n4, sq))), "— (no target)", "—")
+e, sq, fl = median("s11_apply"), median("s11_restore"), median("s11_floor")
+row("11b. `apply` of that export (%s MB) into a new replica" % ("?" if b11 is None else "%.0f" % (b11 / 1e6)),
+    rate(n11, e), "sqlite3 restoring its .dump (WAL, FULL, 1 txn): " + rate(n4, sq),
+    "dd same bytes + fsync: " + rate(n11, fl),
+    "%s sqlite3" % fmt_ratio(div(div(n11, e), div(n4, sq))), "— (no target)", "—")
+
 
 def machine():
     lines = [
@@ -249,10 +265,10 @@ def machine():
         "- load average at start / end: %s / %s (other processes may share the machine; compare ratios)" % (
             F.get("loadavg"), F.get("loadavg_end", "?")),
         "- eventdir %s, built with `%s`; %s" % (F.get("commit"), F.get("build", "cargo build --release"), F.get("versions")),
-        "- N: scenario 2: %s; 3, 5, 7, 8: %s (5b also %s); 4, 6, 9: %s; 10: %s and %s documents" % tuple(
+        "- N: scenario 2: %s; 3, 5, 7, 8: %s (5b also %s); 4, 6, 9, 11: %s; 10: %s and %s documents" % tuple(
             k(F.get(x, 0)) for x in ("N2", "N3", "N5S", "N4", "M10", "M10S")),
         "- timed runs per command (medians over all of them): 1: %s in %s rounds; 2: 3; 3: %s; 4: 1; "
-        "5, 6: %s; 7, 8: %s in 3 rounds; 7b: 3; 9: %s; 10: 1 (`/usr/bin/time`). The commands a row "
+        "5, 6, 11: %s; 7, 8: %s in 3 rounds; 7b: 3; 9: %s; 10: 1 (`/usr/bin/time`); 11b: as 3. The commands a row "
         "compares run interleaved, round by round" % (tuple(
             F.get(x, "?") for x in ("RUNS_PROC", "ROUNDS_PROC", "ROUNDS_BIG", "RUNS_READ")) + (
             str(3 * int(F.get("RUNS_READ", 0))), F.get("RUNS9", "?"))),
@@ -307,6 +323,8 @@ check("3: sqlite3 rows", F.get("s3_sqlite_rows"), F.get("N3"))
 for docs in ("10000", "1000"):
     check("4 (%s documents): eventdir events" % docs, F.get("s4_%s_eventdir_events" % docs), F.get("N4"))
     check("4 (%s documents): sqlite3 rows" % docs, F.get("s4_%s_sqlite_rows" % docs), F.get("N4"))
+check("11: replica events", F.get("s11_replica_events"), F.get("s11_events"))
+check("11: restored sqlite3 rows", F.get("s11_restored_rows"), F.get("N4"))
 for size in ("M10S", "M10"):
     n = F.get(size)
     if n is not None:
