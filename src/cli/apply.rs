@@ -11,8 +11,8 @@ use crate::{Error, Result};
 /// Reads `eventdir export` (or `eventdir tail`) lines. Each event is accepted only if it
 /// continues its stream's chain exactly (next seq, previous hash); events the replica already
 /// holds are skipped, so re-sending is harmless. Lines are applied in batches of what is
-/// available on stdin (each stream in one write and one fsync), so a pipe from `tail --follow`
-/// is applied as it arrives. A fork or a gap refuses that stream's events of the batch and the
+/// available on stdin (each stream in one write; an fsync each, or one syncfs for a batch of
+/// many streams), so a pipe from `tail --follow` is applied as it arrives. A fork or a gap refuses that stream's events of the batch and the
 /// rest of the input for that stream, nothing of it is written, and the command exits 4; other
 /// streams still apply. DIR is created as a replica of the stream's origin (marked in its
 /// manifest with "replica_of"); `append` to a replica is refused. Prints one JSON summary:
@@ -50,6 +50,7 @@ pub fn run(args: Args, _context: &super::Context) -> Result<ExitCode> {
         applier.apply_batch(&lines, line_no)?;
         line_no += lines.len() as u64;
     }
+    applier.finish()?;
     let mut out = super::output::Output::new();
     out.json(&applier.summary)?;
     out.flush()?;

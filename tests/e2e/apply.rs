@@ -508,3 +508,55 @@ fn a_replica_of_many_documents_is_byte_identical_and_takes_their_growth() {
     assert_eq!(stream_files(replica.path()), stream_files(origin.path()));
     assert_eq!(digest(replica.path()), digest(origin.path()));
 }
+
+#[test]
+fn a_line_that_starts_like_an_event_but_is_not_one_is_refused_with_exit_2_naming_it() {
+    let origin = populated();
+    let replica = replica_of(origin.path());
+    let id = folder_id(origin.path());
+    let prefix = format!("{{\"origin\":\"{id}\",\"seq\":3,\"doc\":\"order:1\"");
+    for input in [
+        format!("{prefix},\"type\":\n"),
+        format!("{prefix},\"seq\":4}}\n"),
+        format!("{prefix},\"type\":\"update\"}}}}\n"),
+    ] {
+        let stderr = assert_apply_refused(replica.path(), input.as_bytes(), 2);
+        assert!(stderr.contains("stdin line 1"), "{stderr}");
+    }
+    // The first bad line is named, though a later one is bad in another way.
+    let input = format!("{prefix},\"type\":\nnot json at all\n");
+    let stderr = assert_apply_refused(replica.path(), input.as_bytes(), 2);
+    assert!(stderr.contains("stdin line 1"), "{stderr}");
+}
+
+#[test]
+fn an_export_longer_than_a_batch_builds_a_byte_identical_replica() {
+    let origin = TestFolder::new();
+    // 12 000 lines over 12 streams: more than one batch of 10 000 lines, each of them
+    // synced while the next is checked.
+    let requests: String = (0..12_000)
+        .map(|i| {
+            let doc = i % 12;
+            if i < 12 {
+                format!("{{\"doc\":\"item:{doc}\",\"data\":{{\"n\":{i}}}}}\n")
+            } else {
+                format!("{{\"doc\":\"item:{doc}\",\"set\":{{\"n\":{i}}}}}\n")
+            }
+        })
+        .collect();
+    origin
+        .cmd()
+        .args(["append", "--batch"])
+        .write_stdin(requests)
+        .assert()
+        .success();
+    let tmp = tempfile::tempdir().unwrap();
+    let replica = tmp.path().join("replica");
+    let summary = export_into_apply(origin.path(), &[], &replica).ok();
+    assert_eq!(
+        summary,
+        json!({"applied": 12_000, "skipped": 0, "refused": []})
+    );
+    assert_eq!(stream_files(&replica), stream_files(origin.path()));
+    assert_eq!(digest(&replica), digest(origin.path()));
+}
