@@ -82,10 +82,20 @@ impl FoldReader {
     /// Calls `f` with each event in order (and the stream file's path, for its errors), until
     /// the last complete line or the first error, the reader's or `f`'s.
     pub fn for_each(&mut self, mut f: impl FnMut(&StoredEvent, &Path) -> Result<()>) -> Result<()> {
+        self.for_each_while(|event, path| f(event, path).map(|()| true))
+    }
+
+    /// [`for_each`](Self::for_each), until `f` returns false.
+    pub fn for_each_while(
+        &mut self,
+        mut f: impl FnMut(&StoredEvent, &Path) -> Result<bool>,
+    ) -> Result<()> {
         match &mut self.source {
             Source::Here(reader) => {
                 while let Some(event) = reader.next_event()? {
-                    f(&event, &self.path)?;
+                    if !f(&event, &self.path)? {
+                        break;
+                    }
                 }
                 Ok(())
             }
@@ -100,7 +110,9 @@ impl FoldReader {
                             event.check_payload().map_err(|reason| {
                                 Error::corrupt_event(&self.doc, &self.path, event.seq, reason)
                             })?;
-                            f(event, &self.path)?;
+                            if !f(event, &self.path)? {
+                                return Ok(());
+                            }
                         }
                         // The reading thread may have stopped already; then it is dropped here.
                         let _ = spent.try_send(events);

@@ -1,5 +1,6 @@
 use super::{Context, exit_codes};
 use crate::exit_code::ExitCode;
+use crate::read_ahead::FoldReader;
 use crate::stream::{Position, StreamReader};
 use crate::{DocId, Error, Result, io as fsio, snapshot, time};
 
@@ -63,35 +64,46 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
         .chain(since_start)
         .max_by_key(|p| p.next_seq)
         .unwrap_or_else(Position::start);
+    // Only a guess at how much there is to read, to decide whether to read ahead.
+    let remaining = file
+        .metadata()
+        .map_or(0, |m| m.len())
+        .saturating_sub(start.offset);
+    // Each payload's readability is checked here, the rest by the reader (ahead on a second
+    // thread for a long stream).
     let reader = StreamReader::at(
         file,
         path,
         doc.clone(),
         folder.max_event_bytes(),
         start.clone(),
-    )?;
+    )?
+    .folding();
+    let mut reader = FoldReader::new(reader, remaining);
     let mut out = super::output::Output::new();
     // Starting after a snapshot or checkpoint, the document has events even if none follow.
     let mut any = start.next_seq > 0;
-    for event in reader {
-        let event = event?;
+    reader.for_each_while(|event, path| {
         any = true;
+        crate::json::check_readable(event.data_text()).map_err(|e| {
+            Error::corrupt_event(&doc, path, event.seq, format!("data cannot be read: {e}"))
+        })?;
         if args.to.is_some_and(|to| event.seq > to)
             || until
                 .as_ref()
                 .is_some_and(|u| event.timestamp() > u.as_str())
         {
-            break;
+            return Ok(false);
         }
-        if args.from.is_some_and(|from| event.seq < from)
-            || since
+        if args.from.is_none_or(|from| event.seq >= from)
+            && since
                 .as_ref()
-                .is_some_and(|s| event.timestamp() < s.as_str())
+                .is_none_or(|s| event.timestamp() >= s.as_str())
         {
-            continue;
+            out.line(&event.line)?;
         }
-        out.line(&event.line)?;
-    }
+        Ok(true)
+    })?;
     out.flush()?;
     if !any {
         return Err(Error::NotFound {

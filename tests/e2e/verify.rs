@@ -660,6 +660,13 @@ fn data_that_readers_cannot_parse_fails_verify() {
         assert_eq!(code, 4, "verify passed data {bad}: {report}");
         assert_eq!(report["failed"][0]["seq"], 0);
         assert_eq!(get_code, 4, "{get_err}");
+        let (log_code, log_out, log_err) = f.run(&["log", "note:1"]);
+        assert_eq!(log_code, 4, "log printed data {bad}: {log_out}");
+        assert!(log_err.contains("data cannot be read"), "{log_err}");
+        assert_eq!(
+            log_out, "",
+            "nothing is printed before the unreadable event"
+        );
     }
 }
 
