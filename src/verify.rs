@@ -459,11 +459,11 @@ struct SchemaHeads {
 
 impl SchemaHeads {
     fn new(folder: &Folder, docs: &[DocId], checkpoint: Option<&Expected>) -> Result<SchemaHeads> {
-        let mut kinds: Vec<&str> = Vec::new();
+        // One document of each type: sorted ids keep a type's documents together.
+        let mut firsts: Vec<&DocId> = Vec::new();
         for doc in docs {
-            // Sorted ids keep a type's documents together.
-            if kinds.last() != Some(&doc.kind()) {
-                kinds.push(doc.kind());
+            if firsts.last().is_none_or(|first| first.kind() != doc.kind()) {
+                firsts.push(doc);
             }
         }
         let mut schemas = SchemaHeads {
@@ -485,17 +485,14 @@ impl SchemaHeads {
                 .insert(kind.to_string(), check.head.map(|h| h.seq));
             schemas.verified.insert(check.doc.clone(), check);
         }
-        for kind in kinds {
-            if kind == crate::doc_id::SYS_TYPE || schemas.heads.contains_key(kind) {
-                continue;
-            }
-            let Ok(schema_doc) = DocId::parse(&format!("{}{kind}", crate::doc_id::SCHEMA_PREFIX))
-            else {
+        for first in firsts {
+            let Some(schema_doc) = first.schema_doc() else {
                 continue;
             };
-            schemas
-                .heads
-                .insert(kind.to_string(), schema_head(folder, &schema_doc)?);
+            if !schemas.heads.contains_key(first.kind()) {
+                let head = schema_head(folder, &schema_doc)?;
+                schemas.heads.insert(first.kind().to_string(), head);
+            }
         }
         Ok(schemas)
     }
