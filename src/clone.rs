@@ -3,7 +3,8 @@
 //!
 //! Streams only grow, so a consistent copy records each stream's length at a line boundary and
 //! copies up to it. Document streams are recorded before schema streams, so every stamp in the
-//! copy resolves in the copy. Before anything is written, every stream the destination holds is
+//! copy resolves in the copy; schema streams are copied before document streams, so that every
+//! stamp also resolves in a copy cut short at any moment. Before anything is written, every stream the destination holds is
 //! checked to be a prefix of the source's (its last event is the source's event at the same
 //! offset, same hash); then only the bytes after it are copied, each line checked against the
 //! chain as it goes. The manifest is written first, so an interrupted clone is a valid clone of
@@ -136,8 +137,9 @@ pub fn clone(src: &Folder, dst_dir: &Path, progress: &mut dyn FnMut(&Progress)) 
     };
     let mut plans = plan_all(documents)?;
     plans.extend(plan_all(schemas)?);
-    // Copied in that order too, many streams at a time on all cores (checking the chain is
-    // most of a copy's work): all the documents, then the schemas.
+    // Copied many streams at a time on all cores (checking the chain is most of a copy's
+    // work): all the schemas, then the documents, so that a clone killed halfway holds every
+    // schema event its documents' stamps name.
     let first_schema = plans
         .iter()
         .position(|p| p.doc.schema_of().is_some())
@@ -175,9 +177,9 @@ pub fn clone(src: &Folder, dst_dir: &Path, progress: &mut dyn FnMut(&Progress)) 
     let streams_total = plans.len() as u64;
     let mut done = 0;
     let (documents, schemas) = plans.split_at_mut(first_schema);
-    for chunk in documents
+    for chunk in schemas
         .chunks_mut(COPIED_TOGETHER)
-        .chain(schemas.chunks_mut(COPIED_TOGETHER))
+        .chain(documents.chunks_mut(COPIED_TOGETHER))
     {
         let copied: Vec<Result<Option<u64>>> = chunk
             .par_iter_mut()

@@ -10,8 +10,9 @@ use crate::{Folder, Result};
 /// Copy a whole folder, consistently and verified, while writers go on.
 ///
 /// Each stream is copied up to the length it had when the clone recorded it (document streams
-/// before schema streams, so every stamp in the copy resolves in the copy), and every copied
-/// line is checked against the hash chain. Run again onto an earlier clone, only new events are
+/// recorded before schema streams, and schema streams copied before document streams, so every
+/// stamp in the copy resolves in the copy, even in one cut short), and every copied line is
+/// checked against the hash chain. Run again onto an earlier clone, only new events are
 /// copied, after checking that the clone's last event of each stream is the source's. A DST
 /// that diverged (a different event at a seq both have, or more events than SRC) is refused
 /// with exit 4 and nothing in it changes; a DST that is not empty and not an earlier clone of

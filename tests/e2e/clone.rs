@@ -676,6 +676,73 @@ fn a_torn_tail_left_in_the_destination_by_an_interrupted_run_is_dropped_by_the_n
 }
 
 #[test]
+fn a_clone_killed_at_any_moment_leaves_a_folder_that_verifies_and_a_rerun_completes() {
+    // Two types with schemas, so that every document event is stamped with a schema version.
+    let src = TestFolder::new();
+    for kind in ["order", "customer"] {
+        let out = src
+            .cmd()
+            .args(["schema", "set", kind, "-"])
+            .write_stdin(json!({"json_schema": {"type": "object"}}).to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let mut requests = String::new();
+    for i in 0..300 {
+        for kind in ["order", "customer"] {
+            requests.push_str(&format!(
+                "{}\n",
+                json!({"doc": format!("{kind}:{i}"), "data": {"i": i, "note": "n".repeat(200)}})
+            ));
+            for n in 0..4 {
+                requests.push_str(&format!(
+                    "{}\n",
+                    json!({"doc": format!("{kind}:{i}"), "type": "update",
+                        "data": [{"op": "replace", "path": "/i", "value": n}]})
+                ));
+            }
+        }
+    }
+    src.batch_ok(&requests);
+    let source_digest = digest(src.path());
+    let tmp = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    clone_ok(src.path(), &tmp.path().join("timed"));
+    let whole = started.elapsed();
+
+    // Kills spread over a whole clone's time: some before anything is copied, some halfway.
+    let (mut halfway, rounds) = (0, 16);
+    for k in 1..=rounds {
+        let dst = tmp.path().join(format!("killed-{k}"));
+        let mut child = command()
+            .arg("clone")
+            .arg(src.path())
+            .arg(&dst)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn clone");
+        thread::sleep(whole.mul_f64(k as f64 / rounds as f64));
+        let _ = child.kill();
+        child.wait().expect("wait for clone");
+        if dst.join("eventdir.json").exists() {
+            let copied = stream_files(&dst).len();
+            halfway += usize::from(copied > 0 && copied < stream_files(src.path()).len());
+            // Every stamp of a copied document resolves: verify checks each one.
+            verify_report(&dst);
+            let summary = clone_ok(src.path(), &dst);
+            assert_eq!(summary["digest"], source_digest.as_str(), "{summary}");
+            assert_same_streams_and_manifest(src.path(), &dst);
+        }
+    }
+    assert!(
+        halfway > 0,
+        "no kill landed while streams were being copied"
+    );
+}
+
+#[test]
 fn clone_brings_schema_streams_along_and_every_stamp_resolves_in_the_clone() {
     let src = TestFolder::new();
     append(&src, &["order:1", "--data", r#"{"qty":1}"#]);
