@@ -4,11 +4,11 @@
 //! Streams only grow, so a consistent copy records each stream's length at a line boundary and
 //! copies up to it. Document streams are recorded before schema streams, so every stamp in the
 //! copy resolves in the copy; schema streams are copied before document streams, so that every
-//! stamp also resolves in a copy cut short at any moment. Before anything is written, every stream the destination holds is
-//! checked to be a prefix of the source's (its last event is the source's event at the same
-//! offset, same hash); then only the bytes after it are copied, each line checked against the
-//! chain as it goes. The manifest is written first, so an interrupted clone is a valid clone of
-//! an earlier moment, which a re-run completes.
+//! stamp also resolves in a copy cut short at any moment. Before anything is written, every
+//! stream the destination holds is checked to be a prefix of the source's (its last event is
+//! the source's event at the same offset, same hash); then only the bytes after it are copied,
+//! each line checked against the chain as it goes. The manifest is written first, so an
+//! interrupted clone is a valid clone of an earlier moment, which a re-run completes.
 
 use std::fs::File;
 use std::io::Write;

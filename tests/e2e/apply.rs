@@ -22,13 +22,11 @@ fn replica_of(origin: &Path) -> TestFolder {
 /// A folder with schema documents as well as documents.
 fn origin_with_schema() -> TestFolder {
     let f = populated();
-    let out = f
-        .cmd()
-        .args(["schema", "set", "order", "-"])
-        .write_stdin(r#"{"json_schema":{"type":"object"},"migration":[]}"#)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    set_schema(
+        &f,
+        "order",
+        json!({"json_schema": {"type": "object"}, "migration": []}),
+    );
     // order:1 was written under no schema: migrated first, so two lines.
     assert_eq!(
         f.ok(&["append", "order:1", "--set", "qty=5"])

@@ -680,13 +680,7 @@ fn a_clone_killed_at_any_moment_leaves_a_folder_that_verifies_and_a_rerun_comple
     // Two types with schemas, so that every document event is stamped with a schema version.
     let src = TestFolder::new();
     for kind in ["order", "customer"] {
-        let out = src
-            .cmd()
-            .args(["schema", "set", kind, "-"])
-            .write_stdin(json!({"json_schema": {"type": "object"}}).to_string())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        set_schema(&src, kind, json!({"json_schema": {"type": "object"}}));
     }
     let mut requests = String::new();
     for i in 0..300 {
@@ -713,6 +707,7 @@ fn a_clone_killed_at_any_moment_leaves_a_folder_that_verifies_and_a_rerun_comple
 
     // Kills spread over a whole clone's time: some before anything is copied, some halfway.
     let (mut halfway, rounds) = (0, 16);
+    let source_streams = stream_files(src.path()).len();
     for k in 1..=rounds {
         let dst = tmp.path().join(format!("killed-{k}"));
         let mut child = command()
@@ -728,7 +723,7 @@ fn a_clone_killed_at_any_moment_leaves_a_folder_that_verifies_and_a_rerun_comple
         child.wait().expect("wait for clone");
         if dst.join("eventdir.json").exists() {
             let copied = stream_files(&dst).len();
-            halfway += usize::from(copied > 0 && copied < stream_files(src.path()).len());
+            halfway += usize::from(copied > 0 && copied < source_streams);
             // Every stamp of a copied document resolves: verify checks each one.
             verify_report(&dst);
             let summary = clone_ok(src.path(), &dst);
@@ -746,19 +741,7 @@ fn a_clone_killed_at_any_moment_leaves_a_folder_that_verifies_and_a_rerun_comple
 fn clone_brings_schema_streams_along_and_every_stamp_resolves_in_the_clone() {
     let src = TestFolder::new();
     append(&src, &["order:1", "--data", r#"{"qty":1}"#]);
-    let set = |definition: Value| {
-        let out = src
-            .cmd()
-            .args(["schema", "set", "order", "-"])
-            .write_stdin(definition.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let set = |definition: Value| set_schema(&src, "order", definition);
     set(json!({"json_schema": {"type": "object", "required": ["qty"]}}));
     append(&src, &["order:2", "--data", r#"{"qty":2}"#]);
     set(json!({

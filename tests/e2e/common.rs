@@ -9,6 +9,23 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use serde_json::Value;
 
+/// Sets TYPE's schema in FOLDER from a JSON value, asserting success; returns what
+/// `schema set` printed.
+pub fn set_schema(folder: &TestFolder, kind: &str, definition: Value) -> Value {
+    let out = folder
+        .cmd()
+        .args(["schema", "set", kind, "-"])
+        .write_stdin(definition.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "schema set failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// A temporary, initialised folder.
 pub struct TestFolder {
     pub dir: tempfile::TempDir,

@@ -37,21 +37,6 @@ fn docs_in_order(lines: &[Value]) -> Vec<String> {
     seen
 }
 
-/// Sets TYPE's schema from a JSON value.
-fn set_schema(folder: &TestFolder, kind: &str, definition: Value) {
-    let out = folder
-        .cmd()
-        .args(["schema", "set", kind, "-"])
-        .write_stdin(definition.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The keys of export output.
 fn keys_of(out: &str) -> Vec<(String, u64)> {
     parse_lines(out.as_bytes()).iter().map(key).collect()

@@ -8,21 +8,6 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-fn set_schema(folder: &TestFolder, kind: &str, definition: Value) -> Value {
-    let out = folder
-        .cmd()
-        .args(["schema", "set", kind, "-"])
-        .write_stdin(definition.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "schema set failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn stamps(folder: &TestFolder, doc: &str) -> Vec<Value> {
     folder
         .ndjson(&["log", doc])
