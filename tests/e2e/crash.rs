@@ -55,7 +55,7 @@ pub fn run_plain(folder: &Path, args: &[&str]) -> Output {
 
 /// An event some `append` printed: from then on it must be in its stream, unchanged.
 #[derive(Clone, Debug)]
-struct Ack {
+pub struct Ack {
     doc: String,
     seq: u64,
     hash: String,
@@ -76,33 +76,37 @@ impl Ack {
 
 /// Every acknowledged event, keyed by (doc, seq); two different events at one seq fail.
 #[derive(Default)]
-struct Ledger {
+pub struct Ledger {
     acks: BTreeMap<(String, u64), Ack>,
 }
 
 impl Ledger {
-    fn record(&mut self, out: &[u8], what: &str) -> usize {
+    /// Records every line of `out`, each of which must be an event; returns how many.
+    pub fn record(&mut self, out: &[u8], what: &str) -> usize {
         let text = String::from_utf8_lossy(out);
-        let mut recorded = 0;
         for line in text.lines() {
-            let ack = Ack::parse(line)
-                .unwrap_or_else(|| panic!("{what}: printed a line that is not an event: {line:?}"));
-            if let Some(earlier) = self.acks.get(&(ack.doc.clone(), ack.seq)) {
-                assert_eq!(
-                    earlier.line, ack.line,
-                    "{what}: two different events were acknowledged as {} seq {}",
-                    ack.doc, ack.seq
-                );
-            }
-            self.acks.insert((ack.doc.clone(), ack.seq), ack);
-            recorded += 1;
+            self.record_line(line, what);
         }
-        recorded
+        text.lines().count()
+    }
+
+    /// Records one printed line, which must be an event.
+    pub fn record_line(&mut self, line: &str, what: &str) {
+        let ack = Ack::parse(line)
+            .unwrap_or_else(|| panic!("{what}: printed a line that is not an event: {line:?}"));
+        if let Some(earlier) = self.acks.get(&(ack.doc.clone(), ack.seq)) {
+            assert_eq!(
+                earlier.line, ack.line,
+                "{what}: two different events were acknowledged as {} seq {}",
+                ack.doc, ack.seq
+            );
+        }
+        self.acks.insert((ack.doc.clone(), ack.seq), ack);
     }
 }
 
 /// `verify --json`, which must pass; returns the report.
-fn verify_passes(folder: &Path, when: &str) -> Value {
+pub fn verify_passes(folder: &Path, when: &str) -> Value {
     let out = run_plain(folder, &["verify", "--json"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -294,8 +298,13 @@ fn appends_killed_at_random_moments_never_lose_or_corrupt_an_acknowledged_event(
         started.elapsed()
     );
 
-    // Every acknowledged event is in its stream exactly once, as acknowledged.
-    let report = verify_passes(&root, "at the end");
+    assert_every_acknowledged_event_is_stored_once(&f, &ledger);
+}
+
+/// The folder verifies without torn tails, its seqs have no gaps, no hash appears twice, and
+/// every event of the ledger is in its stream, byte for byte as it was acknowledged.
+pub fn assert_every_acknowledged_event_is_stored_once(f: &TestFolder, ledger: &Ledger) {
+    let report = verify_passes(f.path(), "at the end");
     assert_eq!(report["torn_tails"], json!([]), "{report}");
     let listed: Vec<String> = f
         .ndjson(&["ls"])

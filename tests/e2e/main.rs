@@ -4,6 +4,7 @@ mod append;
 mod apply;
 mod at;
 mod batch;
+mod batch_crash;
 mod clone;
 mod common;
 mod concurrency;
