@@ -470,15 +470,23 @@ fn write_streams(
     folder: &Folder,
     pending: &[(DocId, String)],
 ) -> Result<Option<fsio::FilesystemSync>> {
-    if pending.len() < SYNCFS_FROM {
-        pending
+    // Documents of the batch may be stamped with schema events of the batch: those are made
+    // durable first, so that no failure or crash leaves a stamp that does not resolve.
+    let (schemas, documents): (Vec<_>, Vec<_>) = pending
+        .iter()
+        .partition(|(doc, _)| doc.schema_of().is_some());
+    for (doc, bytes) in schemas {
+        write_stream(folder, doc, bytes, Durability::Fsync)?;
+    }
+    if documents.len() < SYNCFS_FROM {
+        documents
             .iter()
             .try_for_each(|(doc, bytes)| write_stream(folder, doc, bytes, Durability::Fsync))?;
         return Ok(None);
     }
     // Opened before the writes it must cover.
     let sync = fsio::FilesystemSync::begin(folder.root())?;
-    pending
+    documents
         .par_iter()
         .try_for_each(|(doc, bytes)| write_stream(folder, doc, bytes, Durability::Deferred))?;
     Ok(Some(sync))

@@ -12,9 +12,11 @@ use crate::{Error, Result};
 /// continues its stream's chain exactly (next seq, previous hash); events the replica already
 /// holds are skipped, so re-sending is harmless. Lines are applied in batches of what is
 /// available on stdin (each stream in one write; an fsync each, or one syncfs for a batch of
-/// many streams), so a pipe from `tail --follow` is applied as it arrives. A fork or a gap refuses that stream's events of the batch and the
-/// rest of the input for that stream, nothing of it is written, and the command exits 4; other
-/// streams still apply. DIR is created as a replica of the stream's origin (marked in its
+/// many streams), so a pipe from `tail --follow` is applied as it arrives. A batch's schema
+/// streams are made durable before its documents are written, so a stamp always resolves,
+/// even in a replica that a failure or a crash cut short. A fork or a gap refuses that
+/// stream's events of the batch and the rest of the input for that stream, nothing of it is
+/// written, and the command exits 4; other streams still apply. DIR is created as a replica of the stream's origin (marked in its
 /// manifest with "replica_of"); `append` to a replica is refused. Prints one JSON summary:
 /// applied, skipped, refused.
 #[derive(clap::Args, Debug)]

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::append::{assert_folder_unchanged, assert_one_line_error};
 use crate::common::*;
-use crate::crash::binary;
+use crate::crash::{binary, run_plain};
 
 /// `eventdir ARGS...` where no file can grow beyond `limit` bytes and a write that would fails
 /// with EFBIG (instead of the process being killed by SIGXFSZ).
@@ -445,4 +445,46 @@ fn a_large_batch_to_few_streams_fails_only_the_requests_of_the_stream_that_hit_t
     assert_eq!(&other_after[..other_before.len()], &other_before[..]);
     assert_eq!(&other_after[other_before.len()..], answered.as_bytes());
     f.ok(&["verify"]);
+}
+
+#[test]
+fn an_apply_whose_schema_stream_cannot_be_written_writes_no_document_stamped_by_it() {
+    // A schema too large to write under the limit, and documents it stamps in the same batch
+    // of export lines: enough of them that the batch is written on all cores.
+    let src = TestFolder::new();
+    let definition = json!({
+        "json_schema": {"type": "object", "description": "d".repeat(20_000)},
+    });
+    set_schema(&src, "order", definition);
+    let requests: String = (0..40)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"doc": format!("order:{i}"), "data": {"i": i}})
+            )
+        })
+        .collect();
+    src.batch_ok(&requests);
+    let export = src.ok(&["export"]);
+    let work = tempfile::tempdir().unwrap();
+    let replica = work.path().join("replica");
+
+    let out = apply_limited(10_000, &replica, export.as_bytes());
+    assert_write_failed(&out, "apply");
+    // No document names a schema event the replica does not hold: verify checks every stamp.
+    if replica.join("eventdir.json").exists() {
+        let verify = run_plain(&replica, &["verify", "--json"]);
+        assert_eq!(
+            verify.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&verify.stdout)
+        );
+    }
+    let out = apply_limited(u64::MAX, &replica, export.as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        snapshot_tree(&replica.join("streams")),
+        snapshot_tree(&src.path().join("streams"))
+    );
 }
