@@ -2,7 +2,9 @@
 //! idempotent, incremental, read-only, and refusing forks, gaps, foreign origins and lines that
 //! are not export lines.
 
+use std::io::Write;
 use std::path::Path;
+use std::process::Stdio;
 
 use serde_json::{Value, json};
 
@@ -557,4 +559,67 @@ fn an_export_longer_than_a_batch_builds_a_byte_identical_replica() {
     );
     assert_eq!(stream_files(&replica), stream_files(origin.path()));
     assert_eq!(digest(&replica), digest(origin.path()));
+}
+
+#[test]
+fn an_apply_killed_at_any_moment_leaves_a_replica_that_verifies_and_a_rerun_completes() {
+    let origin = schema_stamped_origin();
+    let origin_digest = digest(origin.path());
+    let out = command_in(origin.path(), &["export"]).output().unwrap();
+    assert!(out.status.success());
+    let export = std::sync::Arc::new(out.stdout);
+    let tmp = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = apply_input(&tmp.path().join("timed"), &export);
+    assert_eq!(code, 0, "{stderr}");
+    let whole = started.elapsed();
+
+    // Kills spread over a whole apply's time: some before the replica exists, some halfway.
+    let (mut halfway, rounds) = (0, 16);
+    let origin_streams = stream_files(origin.path()).len();
+    for k in 1..=rounds {
+        let replica = tmp.path().join(format!("killed-{k}"));
+        let mut child = command()
+            .arg("apply")
+            .arg(&replica)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn apply");
+        let mut stdin = child.stdin.take().unwrap();
+        let input = std::sync::Arc::clone(&export);
+        // A write fails once apply is killed, which ends the feeding.
+        let feeder = std::thread::spawn(move || stdin.write_all(&input).is_ok());
+        std::thread::sleep(whole.mul_f64(k as f64 / rounds as f64));
+        let _ = child.kill();
+        child.wait().expect("wait for apply");
+        feeder.join().expect("feeding thread");
+        if replica.join("eventdir.json").exists() {
+            let copied = stream_files(&replica).len();
+            halfway += usize::from(copied > 0 && copied < origin_streams);
+            // Every stamp of an applied document resolves and every chain holds, torn tails
+            // at most.
+            verify_report(&replica);
+        }
+        // Sending everything again completes the replica, whatever the kill left.
+        let (code, stdout, stderr) = apply_input(&replica, &export);
+        assert_eq!(code, 0, "kill {k}: the re-run failed\n{stdout}\n{stderr}");
+        let report = verify_report(&replica);
+        assert_eq!(
+            report["digest"],
+            origin_digest.as_str(),
+            "kill {k}: {report}"
+        );
+        assert_eq!(report["torn_tails"], json!([]), "kill {k}: {report}");
+        assert_eq!(
+            stream_files(&replica),
+            stream_files(origin.path()),
+            "kill {k}"
+        );
+    }
+    assert!(
+        halfway > 0,
+        "no kill landed while streams were being applied"
+    );
 }

@@ -298,6 +298,34 @@ pub fn populated() -> TestFolder {
     f
 }
 
+/// A folder of 600 documents of five events each, in two types with schemas, so that every
+/// document event is stamped with a schema version: enough streams for a kill to land while a
+/// copy of it is being made.
+pub fn schema_stamped_origin() -> TestFolder {
+    let src = TestFolder::new();
+    for kind in ["order", "customer"] {
+        set_schema(&src, kind, json!({"json_schema": {"type": "object"}}));
+    }
+    let mut requests = String::new();
+    for i in 0..300 {
+        for kind in ["order", "customer"] {
+            requests.push_str(&format!(
+                "{}\n",
+                json!({"doc": format!("{kind}:{i}"), "data": {"i": i, "note": "n".repeat(200)}})
+            ));
+            for n in 0..4 {
+                requests.push_str(&format!(
+                    "{}\n",
+                    json!({"doc": format!("{kind}:{i}"), "type": "update",
+                        "data": [{"op": "replace", "path": "/i", "value": n}]})
+                ));
+            }
+        }
+    }
+    src.batch_ok(&requests);
+    src
+}
+
 /// Asserts that two folders hold byte-identical streams/ trees and manifests.
 pub fn assert_same_streams_and_manifest(a: &Path, b: &Path) {
     assert_eq!(
@@ -677,28 +705,7 @@ fn a_torn_tail_left_in_the_destination_by_an_interrupted_run_is_dropped_by_the_n
 
 #[test]
 fn a_clone_killed_at_any_moment_leaves_a_folder_that_verifies_and_a_rerun_completes() {
-    // Two types with schemas, so that every document event is stamped with a schema version.
-    let src = TestFolder::new();
-    for kind in ["order", "customer"] {
-        set_schema(&src, kind, json!({"json_schema": {"type": "object"}}));
-    }
-    let mut requests = String::new();
-    for i in 0..300 {
-        for kind in ["order", "customer"] {
-            requests.push_str(&format!(
-                "{}\n",
-                json!({"doc": format!("{kind}:{i}"), "data": {"i": i, "note": "n".repeat(200)}})
-            ));
-            for n in 0..4 {
-                requests.push_str(&format!(
-                    "{}\n",
-                    json!({"doc": format!("{kind}:{i}"), "type": "update",
-                        "data": [{"op": "replace", "path": "/i", "value": n}]})
-                ));
-            }
-        }
-    }
-    src.batch_ok(&requests);
+    let src = schema_stamped_origin();
     let source_digest = digest(src.path());
     let tmp = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
