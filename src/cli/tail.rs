@@ -22,7 +22,8 @@ use crate::{DocId, Folder, Result, io as fsio};
 /// tail prints what is there and exits; with it, it waits for new events — woken by file-system
 /// notifications, and checking every second in case one was missed — until SIGINT, SIGTERM or
 /// a closed pipe, and always ends on a line boundary. Within one document events come in seq
-/// order; across documents no order is promised.
+/// order; across documents no order is promised, except that a schema event always comes
+/// before the events stamped with it (so that `apply` builds a replica that verifies).
 #[derive(clap::Args, Debug)]
 #[command(after_help = concat!("Examples:
   eventdir tail --follow
@@ -80,19 +81,56 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
     let mut out = Output::new();
     let origin = folder.manifest().folder_id.clone();
     loop {
+        let mut pass = Pass {
+            folder: &folder,
+            selection: &selection,
+            origin: &origin,
+            positions: &mut positions,
+            out: &mut out,
+        };
         for doc in selection.documents(&folder)? {
-            let from = positions.get(&doc).cloned();
-            let next = read_new(&folder, &doc, from.as_ref(), None, &mut |event| {
-                out.line(&export_line(&origin, &event.line))
-            })?;
-            if let Some(next) = next {
-                positions.insert(doc, next);
-            }
+            pass.ship_new(&doc)?;
         }
         out.flush()?;
         if !args.follow || !wait(&receiver, &stop) {
             return Ok(ExitCode::Success);
         }
+    }
+}
+
+/// One look at every selected stream.
+struct Pass<'a> {
+    folder: &'a Folder,
+    selection: &'a Selection,
+    origin: &'a str,
+    positions: &'a mut BTreeMap<DocId, CursorEntry>,
+    out: &'a mut Output,
+}
+
+impl Pass<'_> {
+    /// Prints `doc`'s events after its position and moves the position on. A pass lists and
+    /// reads the schema streams first, but a schema set and an append it stamps can both land
+    /// after that and before the document is read: an event stamped with a schema event not
+    /// printed yet has that schema stream's new events printed first, so that a consumer (an
+    /// `apply`) meets every schema version before the events stamped with it.
+    fn ship_new(&mut self, doc: &DocId) -> Result<()> {
+        let from = self.positions.get(doc).cloned();
+        let schema_doc = doc.schema_doc().filter(|s| self.selection.includes(s));
+        let next = read_new(self.folder, doc, from.as_ref(), None, &mut |event| {
+            if let (Some(stamp), Some(schema_doc)) = (event.schema, &schema_doc)
+                && self
+                    .positions
+                    .get(schema_doc)
+                    .is_none_or(|p| p.seq <= stamp)
+            {
+                self.ship_new(schema_doc)?;
+            }
+            self.out.line(&export_line(self.origin, &event.line))
+        })?;
+        if let Some(next) = next {
+            self.positions.insert(doc.clone(), next);
+        }
+        Ok(())
     }
 }
 

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::append::{append, assert_one_line_error};
 use crate::clone::*;
+use crate::common::*;
 
 /// A running `tail --follow` and the chunks it writes, each a line (with its newline) except
 /// possibly the last one before end of file.
@@ -375,4 +376,50 @@ fn a_process_started_with_stdout_closed_gets_dev_null_as_its_stdout() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(target.as_deref(), Some(Path::new("/dev/null")));
+}
+
+#[test]
+fn tail_follow_prints_every_schema_version_before_the_events_stamped_with_it() {
+    // Thousands of streams make each pass long, so that schema sets and the appends they
+    // stamp land while a pass is between the schema streams and the documents: the schema
+    // stream (new, or grown) was listed or read before its event was written.
+    let f = TestFolder::new();
+    let filler: String = (0..3_000)
+        .map(|i| {
+            format!(
+                "{}\n",
+                serde_json::json!({"doc": format!("item:{i}"), "data": {}})
+            )
+        })
+        .collect();
+    f.batch_ok(&filler);
+    append(&f, &["order:1", "--data", r#"{"n":0}"#]);
+    let mut tail = Follower::spawn(f.path(), &["--follow"]);
+    tail.wait_until_ready(f.path(), "probe:ready");
+    let mut expected = Vec::new();
+    for i in 0..30 {
+        let definition =
+            serde_json::json!({"json_schema": {"type": "object", "title": format!("v{i}")}});
+        set_schema(&f, "order", definition);
+        let out = f.ok(&["append", "order:1", "--set", &format!("n={i}")]);
+        expected.extend(out.lines().map(|l| key(&serde_json::from_str(l).unwrap())));
+    }
+    tail.wait_for(&expected, Duration::from_secs(60));
+    tail.stop("TERM");
+
+    let mut printed_versions = std::collections::BTreeSet::new();
+    for chunk in tail.received.iter().filter(|c| c.ends_with(b"\n")) {
+        let event: Value = serde_json::from_slice(chunk).unwrap();
+        if event["doc"] == "sys:schema:order" {
+            printed_versions.insert(event["seq"].as_u64().unwrap());
+        } else if let Some(stamp) = event["schema"].as_u64() {
+            assert!(
+                printed_versions.contains(&stamp),
+                "{} seq {} (stamped with schema seq {stamp}) came before that schema event",
+                event["doc"],
+                event["seq"]
+            );
+        }
+    }
+    assert_eq!(printed_versions.len(), 30);
 }
