@@ -16,9 +16,9 @@ use crate::{Error, Result};
 /// streams are made durable before its documents are written, so a stamp always resolves,
 /// even in a replica that a failure or a crash cut short. A fork or a gap refuses that
 /// stream's events of the batch and the rest of the input for that stream, nothing of it is
-/// written, and the command exits 4; other streams still apply. DIR is created as a replica of the stream's origin (marked in its
-/// manifest with "replica_of"); `append` to a replica is refused. Prints one JSON summary:
-/// applied, skipped, refused.
+/// written, and the command exits 4; other streams still apply. DIR is created as a replica
+/// of the stream's origin (marked in its manifest with "replica_of"); `append` to a replica
+/// is refused. Prints one JSON summary: applied, skipped, refused.
 #[derive(clap::Args, Debug)]
 #[command(after_help = concat!("Examples:
   eventdir -C shop export | eventdir apply /srv/replica
