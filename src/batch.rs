@@ -29,8 +29,8 @@ use crate::schema::History;
 use crate::stream::read_tail;
 use crate::{DocId, Error, Folder, Result, io as fsio};
 
-/// A request's outcome: the stored line of the requested event (without its newline), or the
-/// exit code and message of its refusal. The lines of one stream's requests in a group share
+/// A request's outcome: the stored line of the requested event (without its newline; empty
+/// when a migration found its document current), or the exit code and message of its refusal. The lines of one stream's requests in a group share
 /// one buffer, in order, so that they can be printed together.
 pub type Outcome = Result<Line, (ExitCode, String)>;
 
@@ -53,6 +53,18 @@ struct OpenStream {
 
 /// A stream of a group: open and locked, or why not.
 type Slot = Result<OpenStream, (ExitCode, String)>;
+
+/// How many stream files a batch may hold open in all, and how many streams a group may have
+/// when requests are split: half of that, so that a group can be planned while the one before
+/// syncs. The open-file limit is raised to its hard limit first, as a process that needs many
+/// files may; some are left for everything else.
+pub fn open_file_budget() -> (usize, usize) {
+    let Some(limit) = fsio::raise_open_file_limit() else {
+        return (32, 16);
+    };
+    let available = limit.saturating_sub(64).max(2);
+    (available, available / 2)
+}
 
 /// From this many streams in one group on, one `syncfs` replaces the per-file fsyncs.
 const SYNCFS_FROM: usize = 8;
@@ -493,6 +505,8 @@ fn plan_streams(
                     history.as_ref(),
                     &mut stream.pending,
                 ) {
+                    // A migration that finds its document current writes nothing.
+                    Ok(last_line) if last_line == stream.pending.len() => Ok(None),
                     Ok(last_line) => {
                         stream.requests.push(i);
                         let line = &stream.pending[last_line..];
@@ -501,7 +515,7 @@ fn plan_streams(
                         }
                         let start = lines.len();
                         lines.push_str(line);
-                        Ok(start..lines.len() - 1)
+                        Ok(Some(start..lines.len() - 1))
                     }
                     Err(e) => Err(refusal(&e)),
                 },
@@ -512,7 +526,13 @@ fn plan_streams(
         let lines = Arc::new(lines);
         planned
             .into_iter()
-            .map(|(i, outcome)| (i, outcome.map(|at| Line::in_block(Arc::clone(&lines), at))))
+            .map(|(i, outcome)| {
+                let line = |at: Option<_>| match at {
+                    Some(at) => Line::in_block(Arc::clone(&lines), at),
+                    None => Line::from(String::new()),
+                };
+                (i, outcome.map(line))
+            })
             .collect::<Vec<(usize, Outcome)>>()
     };
     let planned: Vec<Vec<(usize, Outcome)>> = if parallel {

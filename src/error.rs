@@ -137,6 +137,14 @@ pub enum Error {
     #[error("{path}: unreadable manifest: {reason}", path = path.display())]
     BadManifest { path: PathBuf, reason: String },
 
+    /// A refusal that reached the caller as its exit code and message only (one request's
+    /// outcome in a batch), passed on as it was.
+    #[error("{message}")]
+    Refused {
+        code: crate::exit_code::ExitCode,
+        message: String,
+    },
+
     /// An operating-system error, with what was being done and to which file.
     #[error("cannot {action} {path}: {source}", path = path.display())]
     Io {

@@ -41,6 +41,7 @@ impl ExitCode {
             NotAFolder { .. } | NewerFormat { .. } | BadManifest { .. } | Io { .. } => {
                 ExitCode::Failure
             }
+            Refused { code, .. } => *code,
         }
     }
 

@@ -20,6 +20,7 @@ pub mod index;
 pub mod io;
 pub mod json;
 pub mod line;
+pub mod migrate;
 pub mod no_symlinks;
 pub mod patch;
 pub mod plain_json;

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use super::output::Output;
 use super::stdin_lines::StdinLines;
 use crate::append::Request;
-use crate::batch::{Batcher, Outcome, StreamNumbers};
+use crate::batch::{Batcher, Outcome, StreamNumbers, open_file_budget};
 use crate::exit_code::ExitCode;
 use crate::line::Line;
 use crate::{Error, Folder, Result, request_line};
@@ -16,18 +16,6 @@ const GROUP_LINES: usize = 50_000;
 /// beyond a few megabytes, a larger piece costs more (in fresh pages and in the kernel's
 /// writeback) than the extra group's sync, which overlaps with planning the next one.
 const GROUP_LINES_PER_STREAM: usize = 10_000;
-/// How many stream files the batch may hold open in all, and how many streams a group may
-/// have when a round is split: half of that, so that a group can be planned while the one
-/// before syncs. The open-file limit is raised to its hard limit first, as a process that
-/// needs many files may; some are left for everything else.
-fn open_file_budget() -> (usize, usize) {
-    let Some(limit) = crate::io::raise_open_file_limit() else {
-        return (32, 16);
-    };
-    let available = limit.saturating_sub(64).max(2);
-    (available, available / 2)
-}
-
 pub fn run(folder: &Folder) -> Result<ExitCode> {
     let limit = folder.max_event_bytes();
     let mut input = StdinLines::spawn(limit, GROUP_LINES, |line| {

@@ -1,9 +1,8 @@
-use serde::Serialize;
+use std::collections::HashSet;
 
 use super::{Context, exit_codes};
-use crate::append::{Action, Expect, Request, append};
 use crate::exit_code::ExitCode;
-use crate::{DocId, Error, Result, state};
+use crate::{DocId, Error, Result};
 
 /// Bring documents up to their type's current schema, one `migrate` event each.
 ///
@@ -11,7 +10,9 @@ use crate::{DocId, Error, Result, state};
 /// every type that has a schema. Prints one JSON line per document: result is "migrated"
 /// (with seq, the migrate event's), "current" (nothing to do), "deleted" (left alone) or
 /// "failed" (with reason; nothing was written for that document, and the others go on).
-/// Exits 2 when any document failed.
+/// Exits 2 when any document failed. Documents are migrated in groups of up to 10 000, locked
+/// together and made durable by one sync before their lines are printed: a run cut short
+/// leaves the documents it printed migrated, and a re-run does the rest.
 #[derive(clap::Args, Debug)]
 #[command(after_help = concat!("Examples:
   eventdir migrate
@@ -24,16 +25,6 @@ pub struct Args {
     /// Document types and documents (TYPE or TYPE:ID) [default: every document with a schema]
     #[arg(value_name = "TYPE|DOC")]
     targets: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct Outcome {
-    doc: String,
-    result: &'static str,
-    from: Option<u64>,
-    to: Option<u64>,
-    seq: Option<u64>,
-    reason: Option<String>,
 }
 
 pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
@@ -49,6 +40,9 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
     }
     let folder = context.open()?;
     let all = args.targets.is_empty();
+    // Named documents first, then those of the types, each once: a set, as a type may have a
+    // million documents.
+    let named_set: HashSet<DocId> = named.iter().cloned().collect();
     let mut docs = named;
     if all || !kinds.is_empty() {
         for doc in folder.documents()? {
@@ -57,56 +51,18 @@ pub fn run(args: Args, context: &Context) -> Result<ExitCode> {
             } else {
                 kinds.iter().any(|k| k == doc.kind())
             };
-            if wanted && !docs.contains(&doc) {
+            if wanted && !named_set.contains(&doc) {
                 docs.push(doc);
             }
         }
     }
     let mut out = super::output::Output::new();
-    let mut failed = 0;
-    for doc in docs {
-        let before = state::current(&folder, &doc)?.ok_or_else(|| Error::NotFound {
-            doc: doc.to_string(),
-        })?;
-        let mut outcome = Outcome {
-            doc: doc.to_string(),
-            result: "current",
-            from: before.schema,
-            to: before.schema,
-            seq: None,
-            reason: None,
-        };
-        if before.deleted {
-            outcome.result = "deleted";
-        } else {
-            let request = Request {
-                doc: doc.clone(),
-                action: Action::Migrate,
-                expect: Expect::Any,
-                meta: None,
-                payload: None,
-            };
-            match append(&folder, &request) {
-                Ok(appended) => {
-                    if let Some(event) = appended.events.last() {
-                        outcome.result = "migrated";
-                        outcome.to = event.schema;
-                        outcome.seq = Some(event.seq);
-                    }
-                }
-                Err(e) if crate::exit_code::ExitCode::of(&e) == ExitCode::BadInput => {
-                    failed += 1;
-                    outcome.result = "failed";
-                    outcome.reason = Some(e.to_string());
-                }
-                Err(e) => return Err(e),
-            }
-        }
+    let failed = crate::migrate::migrate(&folder, &docs, &mut |outcome| {
         if all && outcome.from.is_none() && outcome.result == "current" {
-            continue; // a type without a schema: nothing to report
+            return Ok(()); // a type without a schema: nothing to report
         }
-        out.json(&outcome)?;
-    }
+        out.json(&outcome)
+    })?;
     out.flush()?;
     if failed > 0 {
         return Err(Error::input(

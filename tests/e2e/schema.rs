@@ -553,3 +553,111 @@ fn a_schema_stream_cut_back_fails_its_checkpoint_head_and_the_stamps_beyond_it()
     );
     std::fs::remove_file(cp).unwrap();
 }
+
+#[test]
+fn migrate_of_many_documents_in_small_groups_reports_each_once_in_order() {
+    // 104 open files leave a group 20 streams: 250 documents take 13 groups, each made durable
+    // before the next.
+    let folder = TestFolder::new();
+    set_schema(&folder, "item", json!({"json_schema": {"type": "object"}}));
+    let mut requests: String = (0..250)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"doc": format!("item:{i}"), "data": {"a": i}})
+            )
+        })
+        .collect();
+    requests.push_str(&format!("{}\n", json!({"doc": "item:3", "type": "delete"})));
+    requests.push_str(&format!(
+        "{}\n",
+        json!({"doc": "item:100", "data": [{"op": "add", "path": "/b", "value": 0}]})
+    ));
+    folder.batch_ok(&requests);
+    set_schema(
+        &folder,
+        "item",
+        json!({"json_schema": {"type": "object"},
+               "migration": [{"op": "rename", "from": "/a", "to": "/b"}]}),
+    );
+    // Migrated by its own append first: current when migrate comes.
+    folder.ok(&["append", "item:7", "--set", "x=1"]);
+    let events_before = folder.json(&["verify", "--json"])["events"]
+        .as_u64()
+        .unwrap();
+
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("eventdir"));
+    cmd.env_remove("EVENTDIR_FOLDER")
+        .arg("-C")
+        .arg(folder.path())
+        .args(["migrate", "item"]);
+    limit_open_files(&mut cmd, 104);
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let listed: Vec<Value> = folder
+        .ndjson(&["ls"])
+        .into_iter()
+        .map(|d| d["doc"].clone())
+        .filter(|d| d.as_str().unwrap().starts_with("item:"))
+        .collect();
+    let reported: Vec<Value> = results.iter().map(|r| r["doc"].clone()).collect();
+    assert_eq!(
+        reported, listed,
+        "one line per document, in the folder's order"
+    );
+    for result in &results {
+        let doc = result["doc"].as_str().unwrap();
+        let expected = match doc {
+            "item:3" => json!({"result": "deleted", "from": 0, "to": 0, "seq": null}),
+            "item:7" => json!({"result": "current", "from": 1, "to": 1, "seq": null}),
+            "item:100" => json!({"result": "failed", "from": 0, "to": 0, "seq": null}),
+            _ => json!({"result": "migrated", "from": 0, "to": 1, "seq": 1}),
+        };
+        for member in ["result", "from", "to", "seq"] {
+            assert_eq!(result[member], expected[member], "{doc}: {result}");
+        }
+    }
+    let clash = results.iter().find(|r| r["doc"] == "item:100").unwrap();
+    assert!(
+        clash["reason"].as_str().unwrap().contains("exists already"),
+        "{clash}"
+    );
+    assert_eq!(folder.json(&["get", "item:42"])["state"], json!({"b": 42}));
+    let report = folder.json(&["verify", "--json"]);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["events"], events_before + 247, "{report}");
+    assert_eq!(
+        report["lagging"],
+        json!([{"doc": "item:100", "schema": 0, "current_schema": 1}]),
+        "{report}"
+    );
+
+    // A second run finds nothing to do but the one that cannot migrate.
+    let (code, stdout, _) = folder.run(&["migrate", "item"]);
+    assert_eq!(code, 2);
+    let again: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        again
+            .iter()
+            .all(|r| r["result"] != "migrated"
+                && (r["result"] != "failed" || r["doc"] == "item:100")),
+        "{again:?}"
+    );
+    assert_eq!(
+        folder.json(&["verify", "--json"])["events"],
+        events_before + 247
+    );
+}
