@@ -256,6 +256,12 @@ row("11b. `apply` of that export (%s MB) into a new replica" % ("?" if b11 is No
     "dd same bytes + fsync: " + rate(n11, fl),
     "%s sqlite3" % fmt_ratio(div(div(n11, e), div(n4, sq))), "— (no target)", "—")
 
+# 12. migrate
+e, sq = median("s12_migrate"), median("s12_sqlite")
+row("12. `migrate` of 10k documents after a schema change (%s events folded, one `migrate` event each)" % k(n4),
+    rate(10000, e, "docs/s"), "sqlite3, 1 INSERT per stream in 1 txn: " + rate(10000, sq, "docs/s"), "—",
+    "%s sqlite3" % fmt_ratio(div(sq, e)), "— (no target)", "—")
+
 
 def machine():
     lines = [
@@ -265,10 +271,10 @@ def machine():
         "- load average at start / end: %s / %s (other processes may share the machine; compare ratios)" % (
             F.get("loadavg"), F.get("loadavg_end", "?")),
         "- eventdir %s, built with `%s`; %s" % (F.get("commit"), F.get("build", "cargo build --release"), F.get("versions")),
-        "- N: scenario 2: %s; 3, 5, 7, 8: %s (5b also %s); 4, 6, 9, 11: %s; 10: %s and %s documents" % tuple(
+        "- N: scenario 2: %s; 3, 5, 7, 8: %s (5b also %s); 4, 6, 9, 11, 12: %s; 10: %s and %s documents" % tuple(
             k(F.get(x, 0)) for x in ("N2", "N3", "N5S", "N4", "M10", "M10S")),
         "- timed runs per command (medians over all of them): 1: %s in %s rounds; 2: 3; 3: %s; 4: 1; "
-        "5, 6, 11: %s; 7, 8: %s in 3 rounds; 7b: 3; 9: %s; 10: 1 (`/usr/bin/time`); 11b: as 3. The commands a row "
+        "5, 6, 11: %s; 7, 8: %s in 3 rounds; 7b: 3; 9: %s; 10: 1 (`/usr/bin/time`); 11b, 12: as 3. The commands a row "
         "compares run interleaved, round by round" % (tuple(
             F.get(x, "?") for x in ("RUNS_PROC", "ROUNDS_PROC", "ROUNDS_BIG", "RUNS_READ")) + (
             str(3 * int(F.get("RUNS_READ", 0))), F.get("RUNS9", "?"))),
@@ -325,6 +331,8 @@ for docs in ("10000", "1000"):
     check("4 (%s documents): sqlite3 rows" % docs, F.get("s4_%s_sqlite_rows" % docs), F.get("N4"))
 check("11: replica events", F.get("s11_replica_events"), F.get("s11_events"))
 check("11: restored sqlite3 rows", F.get("s11_restored_rows"), F.get("N4"))
+check("12: eventdir events after migrate (with the schema's)", F.get("s12_events"), F.get("s12_expected_events"))
+check("12: sqlite3 rows after its inserts", F.get("s12_sqlite_rows"), F.get("s12_expected"))
 for size in ("M10S", "M10"):
     n = F.get(size)
     if n is not None:
