@@ -661,3 +661,74 @@ fn migrate_of_many_documents_in_small_groups_reports_each_once_in_order() {
         events_before + 247
     );
 }
+
+#[test]
+fn a_migrate_killed_at_any_moment_leaves_a_folder_that_verifies_and_a_rerun_completes() {
+    // 300 order documents (and 300 of another type), then a schema change that every order
+    // document lags: each kill lands on a fresh clone of that folder.
+    let origin = crate::clone::schema_stamped_origin();
+    set_schema(
+        &origin,
+        "order",
+        json!({"json_schema": {"type": "object"},
+               "migration": [{"op": "default", "path": "/currency", "value": "EUR"}]}),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = |name: &str| {
+        let dst = tmp.path().join(name);
+        crate::clone::clone_ok(origin.path(), &dst);
+        dst
+    };
+    let migrate = |dir: &Path| {
+        let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("eventdir"));
+        cmd.env_remove("EVENTDIR_FOLDER")
+            .arg("-C")
+            .arg(dir)
+            .args(["migrate", "order"]);
+        cmd
+    };
+    let timed = copy("timed");
+    let started = std::time::Instant::now();
+    let out = migrate(&timed).output().unwrap();
+    let whole = started.elapsed();
+    assert!(out.status.success(), "{out:?}");
+
+    let rounds = 12;
+    for k in 1..=rounds {
+        let dir = copy(&format!("killed-{k}"));
+        let mut child = migrate(&dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut text);
+            text
+        });
+        std::thread::sleep(whole.mul_f64(k as f64 / rounds as f64));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let text = reader.join().unwrap();
+        // Torn tails at most; every stamp resolves.
+        let report = crate::clone::verify_report(&dir);
+        // A line printed whole was printed once its migrate event was durable: it is there.
+        let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+        for line in complete.lines() {
+            let result: Value = serde_json::from_str(line).unwrap();
+            let doc = result["doc"].as_str().unwrap();
+            let stream = std::fs::read_to_string(crate::clone::stream_path(&dir, doc)).unwrap();
+            let seq = result["seq"].as_u64().expect("every order document lags") as usize;
+            let event: Value = serde_json::from_str(stream.lines().nth(seq).unwrap()).unwrap();
+            assert_eq!(event["type"], "migrate", "kill {k}: {doc}: {report}");
+        }
+        // A re-run migrates the rest, and only the rest.
+        let out = migrate(&dir).output().unwrap();
+        assert!(out.status.success(), "kill {k}: {out:?}");
+        let report = crate::clone::verify_report(&dir);
+        assert_eq!(report["lagging"], json!([]), "kill {k}: {report}");
+        assert_eq!(report["torn_tails"], json!([]), "kill {k}: {report}");
+        assert_eq!(report["events"], 600 * 5 + 3 + 300, "kill {k}: {report}");
+    }
+}
