@@ -119,6 +119,8 @@ struct HeadCache {
     open_files: usize,
     /// How many stream files the batch may hold open in all: its groups' and these.
     budget: usize,
+    /// How many streams it remembers at most.
+    heads_limit: usize,
     /// Emptied write buffers of earlier groups, kept so that a long batch does not grow (and
     /// the kernel zero) fresh ones for every group, and their total capacity.
     buffers: Vec<String>,
@@ -138,12 +140,14 @@ const CACHED_HEADS: usize = 100_000;
 const CACHED_BUFFER_BYTES: usize = 64 << 20;
 
 impl HeadCache {
-    /// A cache for a batch that may hold `budget` stream files open in all.
-    fn new(budget: usize) -> HeadCache {
+    /// A cache of at most `heads_limit` streams for a batch that may hold `budget` stream
+    /// files open in all.
+    fn new(budget: usize, heads_limit: usize) -> HeadCache {
         HeadCache {
             heads: HashMap::new(),
             open_files: 0,
             budget,
+            heads_limit,
             buffers: Vec::new(),
             buffer_bytes: 0,
         }
@@ -152,7 +156,10 @@ impl HeadCache {
     /// Remembers a stream this batch has just made durable, `len` bytes long, and releases
     /// its lock.
     fn remember(&mut self, doc: DocId, head: Head, stream: LockedStream, path: &Path, len: u64) {
-        if self.heads.len() >= CACHED_HEADS {
+        if self.heads_limit == 0 {
+            return; // closing the file releases its lock
+        }
+        if self.heads.len() >= self.heads_limit {
             self.heads.clear();
             self.open_files = 0;
         }
@@ -252,7 +259,17 @@ impl<T> Batcher<T> {
     /// planned and the one in flight and, in what they leave, those kept open between groups.
     pub fn new(open_files: usize) -> Batcher<T> {
         Batcher {
-            cache: HeadCache::new(open_files),
+            cache: HeadCache::new(open_files, CACHED_HEADS),
+            in_flight: None,
+        }
+    }
+
+    /// A batcher for requests that name each stream once (a migration of many documents):
+    /// it remembers no stream between groups, so its memory does not grow with the streams
+    /// it went through.
+    pub fn visiting_each_once(open_files: usize) -> Batcher<T> {
+        Batcher {
+            cache: HeadCache::new(open_files, 0),
             in_flight: None,
         }
     }

@@ -12,8 +12,10 @@ use crate::exit_code::ExitCode;
 use crate::stream::read_tail;
 use crate::{DocId, Error, Folder, Result, io as fsio};
 
-/// The most documents migrated in one group (fewer where the open-file limit is lower).
-const GROUP_DOCS: usize = 10_000;
+/// The most documents migrated in one group (fewer where the open-file limit is lower): a
+/// group holds its documents' states, and larger groups were no faster (10 000 one-event
+/// documents in 0.77-0.97 s either way, 20 MB peak against 56 MB with groups of 10 000).
+const GROUP_DOCS: usize = 2_000;
 
 /// What migrating one document did.
 #[derive(Debug, Serialize)]
@@ -55,7 +57,7 @@ pub fn migrate(
     report: &mut dyn FnMut(Outcome) -> Result<()>,
 ) -> Result<usize> {
     let (open_files, per_group) = open_file_budget();
-    let mut batcher: Batcher<()> = Batcher::new(open_files);
+    let mut batcher: Batcher<()> = Batcher::visiting_each_once(open_files);
     let mut failed = 0;
     for group in docs.chunks(per_group.clamp(1, GROUP_DOCS)) {
         let befores: Vec<Result<Before>> = group

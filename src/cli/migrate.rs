@@ -10,7 +10,7 @@ use crate::{DocId, Error, Result};
 /// every type that has a schema. Prints one JSON line per document: result is "migrated"
 /// (with seq, the migrate event's), "current" (nothing to do), "deleted" (left alone) or
 /// "failed" (with reason; nothing was written for that document, and the others go on).
-/// Exits 2 when any document failed. Documents are migrated in groups of up to 10 000, locked
+/// Exits 2 when any document failed. Documents are migrated in groups of up to 2 000, locked
 /// together and made durable by one sync before their lines are printed: a run cut short
 /// leaves the documents it printed migrated, and a re-run does the rest.
 #[derive(clap::Args, Debug)]
