@@ -48,9 +48,9 @@ struct Written {
 }
 
 /// Migrates `docs` in order, passing each one's outcome to `report` as its group becomes
-/// durable; returns how many failed. A document that does not exist ends the run with
-/// [`Error::NotFound`] after the outcomes of the documents before it, and so does any refusal
-/// other than the document's own (an I/O error, a corrupt stream).
+/// durable; returns how many failed (refused as bad input: exit 2, nothing written for them).
+/// A document that does not exist ends the run with [`Error::NotFound`] after the outcomes of
+/// the documents before it, and so does any other error (an I/O error, a corrupt stream).
 pub fn migrate(
     folder: &Folder,
     docs: &[DocId],
