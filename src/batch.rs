@@ -30,8 +30,9 @@ use crate::stream::read_tail;
 use crate::{DocId, Error, Folder, Result, io as fsio};
 
 /// A request's outcome: the stored line of the requested event (without its newline; empty
-/// when a migration found its document current), or the exit code and message of its refusal. The lines of one stream's requests in a group share
-/// one buffer, in order, so that they can be printed together.
+/// when a migration found its document current), or the exit code and message of its
+/// refusal. The lines of one stream's requests in a group share one buffer, in order, so that
+/// they can be printed together.
 pub type Outcome = Result<Line, (ExitCode, String)>;
 
 struct OpenStream {
@@ -541,15 +542,13 @@ fn plan_streams(
             planned.push((i, outcome));
         }
         let lines = Arc::new(lines);
+        let line = |at: Option<_>| match at {
+            Some(at) => Line::in_block(Arc::clone(&lines), at),
+            None => Line::from(String::new()),
+        };
         planned
             .into_iter()
-            .map(|(i, outcome)| {
-                let line = |at: Option<_>| match at {
-                    Some(at) => Line::in_block(Arc::clone(&lines), at),
-                    None => Line::from(String::new()),
-                };
-                (i, outcome.map(line))
-            })
+            .map(|(i, outcome)| (i, outcome.map(line)))
             .collect::<Vec<(usize, Outcome)>>()
     };
     let planned: Vec<Vec<(usize, Outcome)>> = if parallel {
