@@ -6,6 +6,9 @@ use std::process::Command as StdCommand;
 
 use serde_json::{Value, json};
 
+use crate::clone::{
+    clone_ok, command_in, parse_lines, schema_stamped_origin, stream_path, verify_report,
+};
 use crate::common::*;
 
 fn stamps(folder: &TestFolder, doc: &str) -> Vec<Value> {
@@ -586,11 +589,7 @@ fn migrate_of_many_documents_in_small_groups_reports_each_once_in_order() {
         .as_u64()
         .unwrap();
 
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("eventdir"));
-    cmd.env_remove("EVENTDIR_FOLDER")
-        .arg("-C")
-        .arg(folder.path())
-        .args(["migrate", "item"]);
+    let mut cmd = command_in(folder.path(), &["migrate", "item"]);
     limit_open_files(&mut cmd, 104);
     let out = cmd.output().unwrap();
     assert_eq!(
@@ -599,11 +598,7 @@ fn migrate_of_many_documents_in_small_groups_reports_each_once_in_order() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let results: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let results = parse_lines(&out.stdout);
     let listed: Vec<Value> = folder
         .ndjson(&["ls"])
         .into_iter()
@@ -645,10 +640,7 @@ fn migrate_of_many_documents_in_small_groups_reports_each_once_in_order() {
     // A second run finds nothing to do but the one that cannot migrate.
     let (code, stdout, _) = folder.run(&["migrate", "item"]);
     assert_eq!(code, 2);
-    let again: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let again = parse_lines(stdout.as_bytes());
     assert!(
         again
             .iter()
@@ -666,7 +658,7 @@ fn migrate_of_many_documents_in_small_groups_reports_each_once_in_order() {
 fn a_migrate_killed_at_any_moment_leaves_a_folder_that_verifies_and_a_rerun_completes() {
     // 300 order documents (and 300 of another type), then a schema change that every order
     // document lags: each kill lands on a fresh clone of that folder.
-    let origin = crate::clone::schema_stamped_origin();
+    let origin = schema_stamped_origin();
     set_schema(
         &origin,
         "order",
@@ -676,17 +668,10 @@ fn a_migrate_killed_at_any_moment_leaves_a_folder_that_verifies_and_a_rerun_comp
     let tmp = tempfile::tempdir().unwrap();
     let copy = |name: &str| {
         let dst = tmp.path().join(name);
-        crate::clone::clone_ok(origin.path(), &dst);
+        clone_ok(origin.path(), &dst);
         dst
     };
-    let migrate = |dir: &Path| {
-        let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("eventdir"));
-        cmd.env_remove("EVENTDIR_FOLDER")
-            .arg("-C")
-            .arg(dir)
-            .args(["migrate", "order"]);
-        cmd
-    };
+    let migrate = |dir: &Path| command_in(dir, &["migrate", "order"]);
     let timed = copy("timed");
     let started = std::time::Instant::now();
     let out = migrate(&timed).output().unwrap();
@@ -712,13 +697,13 @@ fn a_migrate_killed_at_any_moment_leaves_a_folder_that_verifies_and_a_rerun_comp
         child.wait().unwrap();
         let text = reader.join().unwrap();
         // Torn tails at most; every stamp resolves.
-        let report = crate::clone::verify_report(&dir);
+        let report = verify_report(&dir);
         // A line printed whole was printed once its migrate event was durable: it is there.
         let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
         for line in complete.lines() {
             let result: Value = serde_json::from_str(line).unwrap();
             let doc = result["doc"].as_str().unwrap();
-            let stream = std::fs::read_to_string(crate::clone::stream_path(&dir, doc)).unwrap();
+            let stream = std::fs::read_to_string(stream_path(&dir, doc)).unwrap();
             let seq = result["seq"].as_u64().expect("every order document lags") as usize;
             let event: Value = serde_json::from_str(stream.lines().nth(seq).unwrap()).unwrap();
             assert_eq!(event["type"], "migrate", "kill {k}: {doc}: {report}");
@@ -726,7 +711,7 @@ fn a_migrate_killed_at_any_moment_leaves_a_folder_that_verifies_and_a_rerun_comp
         // A re-run migrates the rest, and only the rest.
         let out = migrate(&dir).output().unwrap();
         assert!(out.status.success(), "kill {k}: {out:?}");
-        let report = crate::clone::verify_report(&dir);
+        let report = verify_report(&dir);
         assert_eq!(report["lagging"], json!([]), "kill {k}: {report}");
         assert_eq!(report["torn_tails"], json!([]), "kill {k}: {report}");
         assert_eq!(report["events"], 600 * 5 + 3 + 300, "kill {k}: {report}");
