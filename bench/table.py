@@ -270,6 +270,9 @@ def machine():
             F.get("nproc"), F.get("cpu"), F.get("mem"), F.get("fs"), F.get("kernel")),
         "- load average at start / end: %s / %s (other processes may share the machine; compare ratios)" % (
             F.get("loadavg"), F.get("loadavg_end", "?")),
+        "- file system: %s; waited %s s before scenario 4 for the last run's deletions to age (see "
+        "settle in bench/run); the run took %s MB of disk at most" % (
+            F.get("journal", "?"), F.get("settle_wait", "0"), F.get("disk_mb", "?")),
         "- eventdir %s, built with `%s`; %s" % (F.get("commit"), F.get("build", "cargo build --release"), F.get("versions")),
         "- N: scenario 2: %s; 3, 5, 7, 8: %s (5b also %s); 4, 6, 9, 11, 12: %s; 10: %s and %s documents" % tuple(
             k(F.get(x, 0)) for x in ("N2", "N3", "N5S", "N4", "M10", "M10S")),
